@@ -1,0 +1,12 @@
+"""Every Bazel package that holds Python code. The lint, type and import checks
+read these packages' `sources`; tests/deps_test.py fails when a package on disk
+is missing here."""
+
+PY_PACKAGES = [
+    "//tests",
+    "//tools/pytest",
+    "//tools/python",
+    "//vibe",
+]
+
+SOURCES = [package + ":sources" for package in PY_PACKAGES]
