@@ -88,13 +88,16 @@ def imports(path: str) -> Iterator[tuple[str, list[str]]]:
 
 
 def module_files(root: str, module: str, names: list[str]) -> list[str]:
-    """The files an import loads: the module (or package __init__) and any submodules named."""
+    """The files whose targets an import needs: the submodules it names, else the module itself."""
+
+    def existing(base: str) -> list[str]:
+        return [f for f in (base + ".py", base + "/__init__.py") if os.path.exists(os.path.join(root, f))]
+
     base = module.replace(".", "/")
-    files = [f for f in (base + ".py", base + "/__init__.py") if os.path.exists(os.path.join(root, f))]
-    for name in names:
-        sub = f"{base}/{name}"
-        files += [f for f in (sub + ".py", sub + "/__init__.py") if os.path.exists(os.path.join(root, f))]
-    return files
+    # `from vibe.train import runner` needs runner's target; the package's
+    # __init__ comes with it transitively.
+    submodules = [f for name in names for f in existing(f"{base}/{name}")]
+    return submodules or existing(base)
 
 
 def distributions() -> dict[str, set[str]]:

@@ -7,6 +7,16 @@ PY_PACKAGES = [
     "//tools/pytest",
     "//tools/python",
     "//vibe",
+    "//vibe/algorithms",
+    "//vibe/algorithms/ppo",
+    "//vibe/bench",
+    "//vibe/config",
+    "//vibe/core",
+    "//vibe/envs",
+    "//vibe/logging",
+    "//vibe/networks",
+    "//vibe/scripts",
+    "//vibe/train",
 ]
 
 SOURCES = [package + ":sources" for package in PY_PACKAGES]

@@ -1,0 +1,1 @@
+"""Benchmarks: `bazel run` targets that print a table and write JSON."""

@@ -1,0 +1,1 @@
+"""TrainConfig and the CLI: the only place where component configs are composed."""

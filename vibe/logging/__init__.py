@@ -1,0 +1,1 @@
+"""Console lines, a progress bar and JSONL metrics for training runs."""

@@ -1,0 +1,50 @@
+"""Metrics as JSON lines: one object per logged step, in the run directory.
+
+    {"step": 16384, "time": 1.92, "sps": 101254.3, "episode/return_mean": 48.1, ...}
+
+Rows are flushed as they are written so a killed run keeps what it logged.
+"""
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import IO, Any
+
+
+def _plain(value: Any) -> Any:
+    """Numbers (numpy/JAX scalars included) become JSON numbers; NaN/inf become null."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MetricsWriter:
+    """Appends rows to `<run_dir>/metrics.jsonl`."""
+
+    def __init__(self, path: str):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.path = path
+        self._file: IO[str] = open(path, "a")  # noqa: SIM115 - held open for the whole run
+
+    def write(self, step: int, metrics: Mapping[str, Any]) -> None:
+        row = {"step": int(step), **{key: _plain(value) for key, value in metrics.items()}}
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "MetricsWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_metrics(path: str) -> list[dict[str, Any]]:
+    """All rows of a metrics.jsonl file."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

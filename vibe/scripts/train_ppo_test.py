@@ -1,0 +1,39 @@
+"""The train_ppo command as a user runs it: outputs where they stand, flags, errors."""
+
+import json
+
+import pytest
+
+from vibe.logging.metrics import read_metrics
+from vibe.scripts import train_ppo
+
+# A short run: 4 updates of 4 envs × 16 steps.
+SHORT = ["--algo.total-timesteps", "256", "--algo.num-steps", "16", "--eval-episodes", "2", "--updates-per-chunk", "3"]
+
+
+def test_run_lands_under_the_users_directory_with_metrics_and_eval(tmp_path, monkeypatch):
+    monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path))
+    result = train_ppo.main([*SHORT, "--exp-name", "short", "--algo.lr", "1e-3"])
+    run_dir = tmp_path / "checkpoints" / "cartpole_ppo" / "short"
+    assert result.run_dir == str(run_dir)
+    assert json.loads((run_dir / "config.json").read_text())["algo"]["lr"] == 1e-3
+    rows = read_metrics(str(run_dir / "metrics.jsonl"))
+    # Chunks of 3 and 1 updates, then the evaluation row, at env steps 192, 256, 256.
+    assert [row["step"] for row in rows] == [192, 256, 256]
+    assert [row.get("update") for row in rows[:2]] == [3, 4]
+    assert {"loss/total", "loss/policy", "loss/value", "loss/entropy", "sps"} <= rows[0].keys()
+    assert rows[-1]["eval/episodes"] == 2
+    assert rows[-1]["eval/return_mean"] == pytest.approx(sum(result.eval_returns) / 2)
+
+
+def test_existing_run_directory_is_kept_without_overwrite(tmp_path, monkeypatch):
+    monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path))
+    train_ppo.main([*SHORT, "--eval-episodes", "0"])
+    metrics = tmp_path / "checkpoints" / "cartpole_ppo" / "default" / "metrics.jsonl"
+    before = metrics.read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        train_ppo.main(SHORT)
+    assert exit_info.value.code == 1
+    assert metrics.read_text() == before
+    train_ppo.main([*SHORT, "--eval-episodes", "0", "--overwrite"])
+    assert len(read_metrics(str(metrics))) == 2  # rewritten, not appended

@@ -1,0 +1,1 @@
+"""The runner: the host loop over one jitted, donated train chunk."""

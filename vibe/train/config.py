@@ -1,0 +1,30 @@
+"""RunnerConfig: how a run is driven (directories, chunking, evaluation, seed).
+
+Plain Python with no JAX import: the config layer composes it into TrainConfig.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerConfig:
+    """Options of the host loop, shared by every algorithm."""
+
+    exp_name: str = "default"  # Experiment name; the run directory is <output-dir>/<config name>/<exp-name>.
+    output_dir: str = "checkpoints"  # Root of run directories, relative to where the command is run.
+    overwrite: bool = False  # Delete an existing run directory of the same name and start over.
+    seed: int = 0  # Seed of the run's PRNG key (parameters, environments, sampling).
+    updates_per_chunk: int = 64  # Updates run inside one jitted call between two log lines.
+    eval_episodes: int = 32  # Greedy evaluation episodes at the end of training (0 disables).
+
+    def __post_init__(self) -> None:
+        if not self.exp_name or "/" in self.exp_name:
+            raise ValueError(f"RunnerConfig.exp_name={self.exp_name!r} must be a non-empty name without '/'")
+        if not self.output_dir:
+            raise ValueError("RunnerConfig.output_dir must not be empty; pass --output-dir checkpoints")
+        if self.updates_per_chunk < 1:
+            raise ValueError(f"RunnerConfig.updates_per_chunk={self.updates_per_chunk} must be >= 1")
+        if self.eval_episodes < 0:
+            raise ValueError(f"RunnerConfig.eval_episodes={self.eval_episodes} must be >= 0 (0 disables evaluation)")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"RunnerConfig.seed={self.seed} must be in [0, 2**32)")

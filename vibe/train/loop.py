@@ -1,0 +1,73 @@
+"""The train chunk: K updates inside one jitted, donated call.
+
+The host loop calls `chunk(state, k)` repeatedly; logging and (later)
+checkpointing happen between calls, so nothing in the hot path syncs with the
+host. `k` is a traced int32 so the last, shorter chunk reuses the same
+executable: one compile per run.
+"""
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, cast
+
+import jax
+import jax.numpy as jnp
+
+from vibe.train.algorithm import Metrics, State
+
+TrainStep = Callable[[State], tuple[State, Metrics]]
+
+
+class TrainChunk(Protocol):
+    """`(state, k) -> (state, summed metrics)`, jitted; `traces` counts its traces."""
+
+    traces: list[int]
+
+    def __call__(self, state: State, num_updates: jax.Array) -> tuple[State, Metrics]: ...
+
+    def lower(self, state: State, num_updates: jax.Array) -> Any: ...
+
+
+def make_train_chunk(train_step: TrainStep) -> TrainChunk:
+    """jit(donated) of `k` sequential train steps; metrics are summed over them.
+
+    The returned function has a `traces` attribute: a list that grows by one per
+    trace, so tests can assert that the loop never recompiles.
+    """
+    traces: list[int] = []
+
+    def chunk(state: State, num_updates: jax.Array) -> tuple[State, Metrics]:
+        traces.append(1)
+        _, metric_shapes = jax.eval_shape(train_step, state)
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
+
+        def body(_: jax.Array, carry: tuple[State, Metrics]) -> tuple[State, Metrics]:
+            state, totals = carry
+            state, metrics = train_step(state)
+            return state, jax.tree.map(jnp.add, totals, metrics)
+
+        return jax.lax.fori_loop(0, num_updates, body, (state, zeros))
+
+    jitted = jax.jit(chunk, donate_argnums=0)
+    jitted.traces = traces  # type: ignore[attr-defined]
+    return cast(TrainChunk, jitted)
+
+
+def summarize(totals: Mapping[str, Any], num_updates: int) -> dict[str, float]:
+    """Turns chunk sums into means for logging.
+
+    `episode/<x>_sum` → `episode/<x>_mean` over `episode/count` (absent when no
+    episode ended in the chunk); `episode/count` stays a count; every other
+    metric is averaged over the chunk's updates.
+    """
+    count = float(totals.get("episode/count", 0.0))
+    row: dict[str, float] = {}
+    for key, value in totals.items():
+        value = float(value)
+        if key == "episode/count":
+            row[key] = value
+        elif key.startswith("episode/") and key.endswith("_sum"):
+            if count > 0:
+                row[key.removesuffix("_sum") + "_mean"] = value / count
+        else:
+            row[key] = value / num_updates
+    return row
