@@ -1,0 +1,1 @@
+"""vibe: a JAX reinforcement-learning library."""

@@ -1,0 +1,1 @@
+"""Proximal Policy Optimisation (Schulman et al. 2017), discrete actions."""

@@ -1,0 +1,55 @@
+"""Tests for vibe.algorithms.ppo.config: derived sizes, validation messages, no JAX import."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from vibe.algorithms.ppo.config import ACTIVATIONS, PPOConfig
+
+
+def test_defaults_give_purejaxrl_sizes():
+    config = PPOConfig()
+    assert config.batch_size == 512
+    assert config.minibatch_size == 128
+    assert config.num_updates == 976  # 500_000 // 512
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"num_minibatches": 3}, r"num_minibatches=3 must divide num_envs \* num_steps = 4 \* 128 = 512"),
+        ({"lr": 0.0}, "PPOConfig.lr must be > 0, got 0.0"),
+        ({"gamma": 1.5}, r"PPOConfig.gamma must be in \[0, 1\], got 1.5"),
+        ({"gae_lambda": -0.1}, "PPOConfig.gae_lambda"),
+        ({"num_envs": 0}, "PPOConfig.num_envs must be a positive integer, got 0"),
+        ({"update_epochs": -1}, "PPOConfig.update_epochs"),
+        ({"activation": "swish"}, "PPOConfig.activation='swish' is unknown"),
+        ({"total_timesteps": 100}, "PPOConfig.total_timesteps=100 is less than one rollout"),
+        ({"hidden_sizes": (64, 0)}, "PPOConfig.hidden_sizes"),
+        ({"clip_eps": 0.0}, "PPOConfig.clip_eps"),
+    ],
+)
+def test_validation_names_the_field_and_value(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        PPOConfig(**overrides)
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PPOConfig().lr = 1.0  # type: ignore[misc]
+
+
+def test_activations_match_the_networks():
+    from vibe.networks import mlp
+
+    assert set(ACTIVATIONS) == set(mlp.ACTIVATIONS)
+
+
+def test_config_module_imports_no_jax():
+    code = (
+        "import sys, vibe.algorithms.ppo.config; print(sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

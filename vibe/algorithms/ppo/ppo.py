@@ -1,0 +1,255 @@
+"""PPO with discrete actions as pure functions over an explicit ``PPOState``.
+
+One ``train_step`` = one rollout of ``num_steps`` x ``num_envs`` env steps,
+GAE, then ``update_epochs`` passes of ``num_minibatches`` Adam steps. Built so
+a runner can ``jax.lax.scan`` ``make_train_step(...)`` K times inside one
+jitted, donated function:
+
+- the rollout runs only the policy MLP; V(obs) and V(next_obs) are computed
+  after it in batched critic passes over all ``[t, n]`` observations;
+- all rollout keys are split in two batched calls before the scan;
+- actions come from ``jax.random.categorical`` on the logits (no distrax);
+- minibatches come from one ``jax.random.permutation`` and a reshape.
+
+The env must be wrapped with ``vibe.envs.wrappers.for_training`` (auto-reset
+with ``info["final_obs"]`` and episode statistics).
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, cast
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from vibe.algorithms.ppo import losses
+from vibe.algorithms.ppo.config import PPOConfig
+from vibe.core import typing as at
+from vibe.core.types import Transition
+from vibe.envs import spaces
+from vibe.envs.env import Env
+from vibe.networks.mlp import ActorCritic
+
+Metrics = dict[str, at.Array]
+
+
+@flax.struct.dataclass
+class PPOState:
+    """Everything a run needs to continue bit-for-bit; a pytree of arrays only.
+
+    Attributes:
+        params: ActorCritic parameters.
+        opt_state: optax state (includes the learning-rate schedule's count).
+        env_state: state of the ``n`` training envs (leading axis ``n``).
+        obs: current observations ``[n, obs]``.
+        key: raw ``uint32[2]`` PRNG key of the next rollout and shuffle.
+        step: int32 number of ``train_step`` calls done.
+        env_steps: int32 env steps done (all envs); wraps past 2**31 without x64.
+    """
+
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: at.Float[at.Array, "n obs"]
+    key: at.Key
+    step: at.Int[at.Array, ""]
+    env_steps: at.Int[at.Array, ""]
+
+
+def make_network(config: PPOConfig, env: Env, env_params: Any) -> ActorCritic:
+    """The actor-critic for ``env``'s discrete action space."""
+    action_space = env.action_space(env_params)
+    if not isinstance(action_space, spaces.Discrete):
+        raise ValueError(
+            f"PPO here supports discrete actions only; the env has action space {action_space!r}. "
+            "Pick a discrete env (CartPole-v1, Acrobot-v1, MountainCar-v0)."
+        )
+    return ActorCritic(action_dim=action_space.n, hidden_sizes=config.hidden_sizes, activation=config.activation)
+
+
+def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
+    """clip_by_global_norm then Adam(eps=1e-5); the lr schedule's count lives in the opt state."""
+    learning_rate: float | optax.Schedule = config.lr
+    if config.anneal_lr:
+        # Linear to 0 over every gradient step of the run (PureJaxRL anneals the same way per update).
+        total = config.num_updates * config.update_epochs * config.num_minibatches
+        learning_rate = optax.linear_schedule(config.lr, 0.0, total)
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate, eps=1e-5))
+
+
+def policy_logits(network: ActorCritic, params: Any, obs: at.Float[at.Array, "... obs"]) -> at.Float[at.Array, "... a"]:
+    """The policy MLP alone (the rollout does not need the critic)."""
+    return cast(at.Array, network.apply(params, obs, method=ActorCritic.logits))
+
+
+def state_values(network: ActorCritic, params: Any, obs: at.Float[at.Array, "... obs"]) -> at.Float[at.Array, "..."]:
+    """The critic MLP alone: V(obs) for any leading axes, e.g. all ``[t, n]`` observations at once."""
+    return cast(at.Array, network.apply(params, obs, method=ActorCritic.value))
+
+
+def init(config: PPOConfig, env: Env, env_params: Any, key: at.Key) -> PPOState:
+    """Initial parameters, optimizer state and ``num_envs`` freshly reset envs.
+
+    Args:
+        env: a single env wrapped with ``wrappers.for_training``.
+        key: raw PRNG key, e.g. ``jax.random.PRNGKey(seed)``.
+    """
+    network = make_network(config, env, env_params)
+    key, net_key, env_key = jax.random.split(key, 3)
+    obs_space = env.observation_space(env_params)
+    params = network.init(net_key, jnp.zeros(obs_space.shape, obs_space.dtype))
+    opt_state = make_optimizer(config).init(params)
+    env_state, timestep = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(env_key, config.num_envs), env_params)
+    missing = {"final_obs", "episode_return", "episode_length", "done"} - set(timestep.info)
+    if missing:
+        raise ValueError(f"PPO's env lacks info keys {sorted(missing)}; wrap it: vibe.envs.wrappers.for_training(env).")
+    # Two separate zeros: a runner donates the state, and XLA refuses to donate one buffer twice.
+    step, env_steps = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
+    return PPOState(params, opt_state, env_state, timestep.obs, key, step, env_steps)
+
+
+def collect_rollout(
+    config: PPOConfig, env: Env, env_params: Any, network: ActorCritic, state: PPOState
+) -> tuple[PPOState, Transition, dict[str, at.Array]]:
+    """Steps ``num_envs`` envs for ``num_steps`` steps with the current policy.
+
+    Returns:
+        ``(state, transitions, episodes)``: the state with advanced envs, obs,
+        key and ``env_steps``; ``Transition`` with ``[t, n]`` leading axes
+        (``value`` = V(obs) from one batched critic pass after the rollout;
+        ``next_obs`` = the true next observation); ``episodes`` = the
+        ``[t, n]`` arrays ``episode_return``, ``episode_length`` and ``done``
+        from ``EpisodeStats`` (returns and lengths are 0 where not done).
+    """
+    key, action_key, env_key = jax.random.split(state.key, 3)
+    action_keys = jax.random.split(action_key, config.num_steps)
+    env_keys = jax.random.split(env_key, (config.num_steps, config.num_envs))
+    step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    params = state.params
+
+    def step(carry: tuple[Any, at.Array], keys: tuple[at.Key, at.Key]) -> tuple[tuple[Any, at.Array], Any]:
+        env_state, obs = carry
+        action_key, step_keys = keys
+        logits = policy_logits(network, params, obs)
+        action = jax.random.categorical(action_key, logits).astype(jnp.int32)
+        log_prob = losses.categorical_log_prob(logits, action)
+        env_state, timestep = step_envs(step_keys, env_state, action, env_params)
+        info = timestep.info
+        out = (obs, action, log_prob, timestep.reward, timestep.terminated, timestep.truncated, info["final_obs"])
+        episodes = {k: info[k] for k in ("episode_return", "episode_length", "done")}
+        return (env_state, timestep.obs), (out, episodes)
+
+    (env_state, obs), (out, episodes) = jax.lax.scan(step, (state.env_state, state.obs), (action_keys, env_keys))
+    obs_seq, action, log_prob, reward, terminated, truncated, next_obs = out
+    value = state_values(network, params, obs_seq)
+    transitions = Transition(obs_seq, action, reward, terminated, truncated, next_obs, log_prob, value)
+    state = dataclasses.replace(
+        state, env_state=env_state, obs=obs, key=key, env_steps=state.env_steps + config.batch_size
+    )
+    return state, transitions, episodes
+
+
+def update_minibatch(
+    config: PPOConfig, network: ActorCritic, params: Any, opt_state: Any, minibatch: losses.PPOBatch
+) -> tuple[Any, Any, Metrics]:
+    """One clipped-loss gradient step on ``minibatch`` (leading axis ``minibatch_size``)."""
+
+    def loss_fn(params: Any) -> tuple[at.Array, Metrics]:
+        logits, value = cast(tuple[at.Array, at.Array], network.apply(params, minibatch.obs))
+        return losses.ppo_loss(logits, value, minibatch, config.clip_eps, config.vf_coef, config.ent_coef)
+
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = make_optimizer(config).update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, metrics
+
+
+def update_epoch(
+    config: PPOConfig, network: ActorCritic, params: Any, opt_state: Any, batch: losses.PPOBatch, key: at.Key
+) -> tuple[Any, Any, Metrics]:
+    """One pass over ``batch`` (leading axis ``batch_size``) in shuffled minibatches.
+
+    Returns:
+        ``(params, opt_state, metrics)`` with metrics stacked over minibatches ``[num_minibatches]``.
+    """
+    permutation = jax.random.permutation(key, config.batch_size)
+    shape = (config.num_minibatches, config.minibatch_size)
+    minibatches = jax.tree.map(lambda x: jnp.take(x, permutation, axis=0).reshape(shape + x.shape[1:]), batch)
+
+    def step(carry: tuple[Any, Any], minibatch: losses.PPOBatch) -> tuple[tuple[Any, Any], Metrics]:
+        params, opt_state, metrics = update_minibatch(config, network, *carry, minibatch)
+        return (params, opt_state), metrics
+
+    (params, opt_state), metrics = jax.lax.scan(step, (params, opt_state), minibatches)
+    return params, opt_state, metrics
+
+
+def _merge_time_and_envs(x: at.Array) -> at.Array:
+    """``[t, n, ...] -> [t * n, ...]``."""
+    return x.reshape((x.shape[0] * x.shape[1], *x.shape[2:]))
+
+
+def train_step(
+    config: PPOConfig, env: Env, env_params: Any, network: ActorCritic, state: PPOState
+) -> tuple[PPOState, Metrics]:
+    """One rollout, GAE, and ``update_epochs`` epochs of minibatch updates.
+
+    Returns:
+        ``(state, metrics)``; float32 scalar metrics: ``loss/total``,
+        ``loss/policy``, ``loss/value``, ``loss/entropy``, ``loss/approx_kl``
+        (means over all minibatch steps), and over the episodes completed in
+        this rollout ``episode/return_sum``, ``episode/length_sum``,
+        ``episode/count`` (a host averages a chunk as sum / count).
+    """
+    state, traj, episodes = collect_rollout(config, env, env_params, network, state)
+    next_values = state_values(network, state.params, traj.next_obs)
+    advantages, targets = losses.gae(
+        traj.reward, traj.value, next_values, traj.terminated, traj.truncated, config.gamma, config.gae_lambda
+    )
+    batch = losses.PPOBatch(
+        obs=_merge_time_and_envs(traj.obs),
+        action=_merge_time_and_envs(traj.action),
+        log_prob=_merge_time_and_envs(traj.log_prob),
+        value=_merge_time_and_envs(traj.value),
+        advantage=_merge_time_and_envs(advantages),
+        target=_merge_time_and_envs(targets),
+    )
+    key, epoch_key = jax.random.split(state.key)
+
+    def epoch(carry: tuple[Any, Any], key: at.Key) -> tuple[tuple[Any, Any], Metrics]:
+        params, opt_state, metrics = update_epoch(config, network, *carry, batch, key)
+        return (params, opt_state), metrics
+
+    epoch_keys = jax.random.split(epoch_key, config.update_epochs)
+    (params, opt_state), loss_metrics = jax.lax.scan(epoch, (state.params, state.opt_state), epoch_keys)
+    metrics = {name: value.mean() for name, value in loss_metrics.items()}
+    metrics["episode/return_sum"] = episodes["episode_return"].sum()
+    metrics["episode/length_sum"] = episodes["episode_length"].sum().astype(jnp.float32)
+    metrics["episode/count"] = episodes["done"].sum().astype(jnp.float32)
+    state = dataclasses.replace(state, params=params, opt_state=opt_state, key=key, step=state.step + 1)
+    return state, metrics
+
+
+def act(network: ActorCritic, params: Any, obs: at.Float[at.Array, "... obs"], key: at.Key, greedy: bool) -> at.Array:
+    """int32 actions for ``obs``: the most likely action when ``greedy``, else a sample."""
+    logits = policy_logits(network, params, obs)
+    if greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(key, logits).astype(jnp.int32)
+
+
+def make_train_step(config: PPOConfig, env: Env, env_params: Any) -> Callable[[PPOState], tuple[PPOState, Metrics]]:
+    """``train_step`` with the static parts bound: ``state -> (state, metrics)``.
+
+    Scan it K times inside one jitted, donated function for a chunk::
+
+        step = make_train_step(config, env, env_params)
+        chunk = jax.jit(lambda s: jax.lax.scan(lambda s, _: step(s), s, None, length=K), donate_argnums=0)
+    """
+    network = make_network(config, env, env_params)
+
+    def step(state: PPOState) -> tuple[PPOState, Metrics]:
+        return train_step(config, env, env_params, network, state)
+
+    return step

@@ -1,0 +1,1 @@
+"""Array typing aliases and small shared records (no flax, no optax)."""

@@ -1,0 +1,1 @@
+"""Environments: spaces, the Env protocol, the gymnax adapter, wrappers and evaluation."""

@@ -1,0 +1,122 @@
+"""Adapter from gymnax 1.0.1 environments to vibe's ``Env`` protocol.
+
+gymnax's own ``step`` auto-resets and hides the final observation of an
+episode inside its info; vibe wants a plain env that does not reset by itself
+(``AutoReset`` in wrappers.py does that explicitly). So the adapter calls the
+underlying ``step_env`` (five values: obs, state, reward, terminated, info) and
+``is_truncated(state, params)`` directly, keeping terminated (a terminal MDP
+state: do not bootstrap) and truncated (the time limit: bootstrap) apart.
+"""
+
+import dataclasses
+import difflib
+from typing import Any
+
+import gymnax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from gymnax.environments import spaces as gymnax_spaces
+
+from vibe.core import typing as at
+from vibe.core.types import TimeStep
+from vibe.envs import spaces
+
+# The classic-control tasks vibe uses and tests; any other id gymnax registers
+# also works as long as its spaces are Discrete or Box.
+CLASSIC_CONTROL = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "MountainCarContinuous-v0")
+
+
+def convert_space(space: Any) -> spaces.Discrete | spaces.Box:
+    """Converts a gymnax ``Discrete``/``Box`` to the vibe space with the same (real) bounds."""
+    if isinstance(space, gymnax_spaces.Discrete):
+        return spaces.Discrete(int(space.n))
+    if isinstance(space, gymnax_spaces.Box):
+        return spaces.Box(np.asarray(space.low), np.asarray(space.high), tuple(space.shape), np.dtype(space.dtype))
+    raise ValueError(
+        f"gymnax space {space!r} has no vibe equivalent; only Discrete and Box are supported "
+        "(wrap the env to flatten its observations first)."
+    )
+
+
+def _strong(x: Any) -> at.Array:
+    # gymnax builds some state leaves from Python scalars (CartPole's time=0), which
+    # become weak-typed arrays; a weak-typed leaf in a jitted train state forces a
+    # recompile once the step returns the strong type, so fix the type up front.
+    x = jnp.asarray(x)
+    return jnp.asarray(x, dtype=x.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class GymnaxEnv:
+    """A gymnax environment behind the ``Env`` protocol; does NOT auto-reset.
+
+    Two adapters with the same name compare equal, so passing one as a static
+    argument to ``jit`` reuses compiled code.
+
+    Attributes:
+        name: a gymnax environment id, e.g. ``"CartPole-v1"``.
+    """
+
+    name: str
+    _env: Any = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.name not in gymnax.registered_envs:
+            close = difflib.get_close_matches(self.name, gymnax.registered_envs, n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else f" Known classic control: {CLASSIC_CONTROL}."
+            raise ValueError(f"env name {self.name!r} is not a gymnax environment.{hint}")
+        env, _ = gymnax.make(self.name)
+        object.__setattr__(self, "_env", env)
+
+    @property
+    def gymnax_env(self) -> Any:
+        """The wrapped gymnax environment."""
+        return self._env
+
+    @property
+    def default_params(self) -> Any:
+        return self._env.default_params
+
+    def reset(self, key: at.Key, params: Any) -> tuple[Any, TimeStep]:
+        obs, state = self._env.reset_env(key, params)
+        timestep = TimeStep(
+            obs=obs,
+            reward=jnp.zeros((), jnp.float32),
+            terminated=jnp.zeros((), jnp.bool_),
+            truncated=jnp.zeros((), jnp.bool_),
+            info={},
+        )
+        return jax.tree.map(_strong, state), timestep
+
+    def step(self, key: at.Key, state: Any, action: at.Array, params: Any) -> tuple[Any, TimeStep]:
+        obs, next_state, reward, terminated, _ = self._env.step_env(key, state, action, params)
+        # gymnax counts time in the state; the limit is params.max_steps_in_episode.
+        truncated = self._env.is_truncated(next_state, params)
+        timestep = TimeStep(
+            obs=obs,
+            reward=jnp.asarray(reward, jnp.float32),
+            terminated=jnp.asarray(terminated, jnp.bool_),
+            truncated=jnp.asarray(truncated, jnp.bool_),
+            info={},  # gymnax's "discount" is 1 - terminated: redundant, and reset has no info.
+        )
+        return jax.tree.map(_strong, next_state), timestep
+
+    def observation_space(self, params: Any) -> spaces.Box:
+        # Spaces are static metadata: compute them eagerly even when called while
+        # tracing (jit/vmap of an init), where gymnax's jnp bounds would be tracers.
+        with jax.ensure_compile_time_eval():
+            space = convert_space(self._env.observation_space(params))
+        if not isinstance(space, spaces.Box):
+            raise ValueError(f"{self.name} has a {space!r} observation space; vibe expects a Box.")
+        return space
+
+    def action_space(self, params: Any) -> spaces.Discrete | spaces.Box:
+        with jax.ensure_compile_time_eval():
+            return convert_space(self._env.action_space(params))
+
+
+def make(name: str) -> tuple[GymnaxEnv, Any]:
+    """``(GymnaxEnv(name), its default params)``, mirroring ``gymnax.make``."""
+    env = GymnaxEnv(name)
+    return env, env.default_params
