@@ -31,6 +31,9 @@ from vibe.train.loop import make_train_chunk
 from vibe.train.runner import user_path
 
 
+ENV = "CartPole-v1"
+
+
 @dataclasses.dataclass(frozen=True)
 class Args:
     seeds: int = 10  # independent runs (seeds 0..seeds-1)
@@ -41,7 +44,7 @@ class Args:
 
 def env_only_steps_per_second(config: PPOConfig) -> float:
     """Steps/s of the same vectorised envs with random actions in one jit: the ceiling for training."""
-    plain_env, params = gymnax_env.make(config.env_name)
+    plain_env, params = gymnax_env.make(ENV)
     env = AutoReset(plain_env)
     action_space = env.action_space(params)
     assert isinstance(action_space, spaces.Discrete), "PPO here has discrete actions"
@@ -98,7 +101,7 @@ def run_seed(algo: PPO, seed: int, args: Args, compiled: Any, eval_fn: Any) -> d
 
 def main(args: Args) -> None:
     config = PPOConfig()  # PureJaxRL's CartPole hyper-parameters are the defaults
-    env, env_params = gymnax_env.make(config.env_name)
+    env, env_params = gymnax_env.make(ENV)
     algo = PPO(config, env, env_params)
 
     start = time.perf_counter()

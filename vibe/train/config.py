@@ -14,6 +14,7 @@ class RunnerConfig:
     output_dir: str = "checkpoints"  # Root of run directories, relative to where the command is run.
     overwrite: bool = False  # Delete an existing run directory of the same name and start over.
     seed: int = 0  # Seed of the run's PRNG key (parameters, environments, sampling).
+    num_seeds: int = 1  # Independent runs trained together in one jit (vmap), with seeds seed, seed+1, ...
     updates_per_chunk: int = 64  # Updates run inside one jitted call between two log lines.
     eval_episodes: int = 32  # Greedy evaluation episodes at the end of training (0 disables).
 
@@ -26,5 +27,7 @@ class RunnerConfig:
             raise ValueError(f"RunnerConfig.updates_per_chunk={self.updates_per_chunk} must be >= 1")
         if self.eval_episodes < 0:
             raise ValueError(f"RunnerConfig.eval_episodes={self.eval_episodes} must be >= 0 (0 disables evaluation)")
+        if self.num_seeds < 1:
+            raise ValueError(f"RunnerConfig.num_seeds={self.num_seeds} must be >= 1")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"RunnerConfig.seed={self.seed} must be in [0, 2**32)")

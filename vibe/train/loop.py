@@ -71,3 +71,17 @@ def summarize(totals: Mapping[str, Any], num_updates: int) -> dict[str, float]:
         else:
             row[key] = value / num_updates
     return row
+
+
+def summarize_seeds(totals: Mapping[str, Any], num_updates: int) -> dict[str, Any]:
+    """`summarize` for sums with a leading seed axis: each metric's mean over
+    seeds, plus `<metric>/seeds` with the per-seed values."""
+    seeds = len(next(iter(totals.values())))
+    per_seed = [summarize({k: v[i] for k, v in totals.items()}, num_updates) for i in range(seeds)]
+    row: dict[str, Any] = {}
+    for key in dict.fromkeys(k for r in per_seed for k in r):
+        values = [r.get(key) for r in per_seed]
+        present = [v for v in values if v is not None]
+        row[key] = sum(present) / len(present)
+        row[f"{key}/seeds"] = values
+    return row

@@ -25,7 +25,7 @@ from vibe.logging import console
 from vibe.logging.metrics import MetricsWriter
 from vibe.train.algorithm import Algorithm, State
 from vibe.train.config import RunnerConfig
-from vibe.train.loop import make_train_chunk, summarize
+from vibe.train.loop import make_train_chunk, summarize, summarize_seeds
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +34,16 @@ logger = logging.getLogger(__name__)
 class TrainResult:
     state: State  # the final run state
     run_dir: str
-    eval_returns: np.ndarray | None  # [eval_episodes] greedy returns, or None when disabled
+    eval_returns: np.ndarray | None  # greedy returns [episodes] ([seeds, episodes] with num_seeds > 1), None if off
     compile_seconds: float
     train_seconds: float  # wall time of the updates after compile
-    env_steps: int
+    env_steps: int  # per seed
+    num_seeds: int
 
     @property
     def steps_per_second(self) -> float:
-        return self.env_steps / max(self.train_seconds, 1e-9)
+        """Env steps per second after compile, all seeds together."""
+        return self.env_steps * self.num_seeds / max(self.train_seconds, 1e-9)
 
 
 def user_path(path: str) -> str:
@@ -69,6 +71,33 @@ def prepare_run_dir(run_dir: str, *, overwrite: bool) -> None:
     os.makedirs(run_dir, exist_ok=True)
 
 
+def evaluate_greedy(algorithm: Algorithm, state: State, key: jax.Array, episodes: int) -> np.ndarray:
+    """Greedy returns: [episodes] for one seed's state and key, [seeds, episodes] for a vmapped state."""
+
+    def one(state: State, key: jax.Array) -> jax.Array:
+        return evaluate(algorithm.env, algorithm.env_params, algorithm.greedy_policy(state), key, num_episodes=episodes)
+
+    return np.asarray(jax.jit(one if key.ndim == 1 else jax.vmap(one))(state, key))
+
+
+def eval_summary(returns: np.ndarray) -> dict[str, Any]:
+    """Mean, spread and, over seeds, the interquartile mean of per-seed means (Agarwal et al. 2021)."""
+    stats: dict[str, Any] = {
+        "eval/return_mean": float(returns.mean()),
+        "eval/return_std": float(returns.std()),
+        "eval/return_min": float(returns.min()),
+        "eval/return_max": float(returns.max()),
+        "eval/episodes": int(returns.shape[-1]),
+    }
+    if returns.ndim == 2:
+        per_seed = np.sort(returns.mean(axis=1))
+        quarter = len(per_seed) // 4
+        middle = per_seed[quarter : len(per_seed) - quarter]
+        stats["eval/return_iqm"] = float(middle.mean())
+        stats["eval/return_mean/seeds"] = [float(x) for x in returns.mean(axis=1)]
+    return stats
+
+
 def train(algorithm: Algorithm, config: RunnerConfig, *, run_name: str, hparams: Mapping[str, Any]) -> TrainResult:
     """Trains `algorithm` for its `num_updates` and evaluates the greedy policy."""
     console.setup_logging()
@@ -89,18 +118,28 @@ def train(algorithm: Algorithm, config: RunnerConfig, *, run_name: str, hparams:
         run_dir,
     )
 
-    init_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    state = algorithm.init(init_key)
+    seeds = [config.seed + i for i in range(config.num_seeds)]
+    keys = jnp.stack([jax.random.split(jax.random.PRNGKey(seed)) for seed in seeds])  # [seeds, 2, 2]
+    init_keys, eval_keys = keys[:, 0], keys[:, 1]
+    # One seed runs as is; several run as one vmapped program (a leading seed axis on every leaf).
+    vmapped = config.num_seeds > 1
+    if vmapped:
+        state = jax.jit(jax.vmap(algorithm.init))(init_keys)
+        train_step = jax.vmap(algorithm.train_step)
+    else:
+        state = jax.jit(algorithm.init)(init_keys[0])
+        train_step = algorithm.train_step
     chunk_size = min(config.updates_per_chunk, total_updates)
 
     start = time.perf_counter()
-    train_chunk = make_train_chunk(algorithm.train_step)
+    train_chunk = make_train_chunk(train_step)
     compiled = train_chunk.lower(state, jnp.int32(chunk_size)).compile()
     compile_seconds = time.perf_counter() - start
-    logger.info("Compiled the train chunk (%d updates) in %.1f s", chunk_size, compile_seconds)
+    logger.info("Compiled the train chunk (%d updates, %d seed(s)) in %.1f s", chunk_size, len(seeds), compile_seconds)
 
     writer = MetricsWriter(os.path.join(run_dir, "metrics.jsonl"))
-    bar = console.progress_bar(total_steps)
+    steps_per_update = algorithm.steps_per_update
+    bar = console.progress_bar(total_updates * steps_per_update)
     update, train_seconds = 0, 0.0
     try:
         while update < total_updates:
@@ -111,50 +150,39 @@ def train(algorithm: Algorithm, config: RunnerConfig, *, run_name: str, hparams:
             elapsed = time.perf_counter() - t0
             train_seconds += elapsed
             update += k
-            row = summarize(totals, k)
-            row.update(update=update, time=round(train_seconds, 3), sps=k * algorithm.steps_per_update / elapsed)
-            writer.write(update * algorithm.steps_per_update, row)
-            bar.update(k * algorithm.steps_per_update)
+            row = summarize_seeds(totals, k) if vmapped else summarize(totals, k)
+            row.update(update=update, time=round(train_seconds, 3), sps=k * steps_per_update * len(seeds) / elapsed)
+            writer.write(update * steps_per_update, row)
+            bar.update(k * steps_per_update)
             if "episode/return_mean" in row:
                 bar.set_postfix(ret=f"{row['episode/return_mean']:.1f}", refresh=False)
     finally:
         bar.close()
 
-    env_steps = total_updates * algorithm.steps_per_update
+    env_steps = total_updates * steps_per_update
     logger.info(
-        "Trained %s env steps in %.1f s (%s steps/s after compile)",
+        "Trained %s env steps × %d seed(s) in %.1f s (%s steps/s after compile)",
         f"{env_steps:,}",
+        len(seeds),
         train_seconds,
-        f"{env_steps / max(train_seconds, 1e-9):,.0f}",
+        f"{env_steps * len(seeds) / max(train_seconds, 1e-9):,.0f}",
     )
 
     eval_returns = None
     if config.eval_episodes:
-        eval_returns = np.asarray(
-            evaluate(
-                algorithm.env,
-                algorithm.env_params,
-                algorithm.greedy_policy(state),
-                eval_key,
-                num_episodes=config.eval_episodes,
-            )
-        )
-        stats = {
-            "eval/return_mean": float(eval_returns.mean()),
-            "eval/return_std": float(eval_returns.std()),
-            "eval/return_min": float(eval_returns.min()),
-            "eval/return_max": float(eval_returns.max()),
-            "eval/episodes": len(eval_returns),
-        }
+        eval_returns = evaluate_greedy(algorithm, state, eval_keys if vmapped else eval_keys[0], config.eval_episodes)
+        stats = eval_summary(eval_returns)
         writer.write(env_steps, stats)
         logger.info(
-            "Greedy evaluation over %d episodes: eval/return_mean=%.1f ± %.1f (min %.1f, max %.1f)",
-            len(eval_returns),
+            "Greedy evaluation over %d episodes%s: eval/return_mean=%.1f ± %.1f (min %.1f, max %.1f)%s",
+            config.eval_episodes,
+            f" × {len(seeds)} seeds" if vmapped else "",
             stats["eval/return_mean"],
             stats["eval/return_std"],
             stats["eval/return_min"],
             stats["eval/return_max"],
+            f", IQM over seeds {stats['eval/return_iqm']:.1f}" if vmapped else "",
         )
     writer.close()
     logger.info("Metrics: %s", os.path.join(run_dir, "metrics.jsonl"))
-    return TrainResult(state, run_dir, eval_returns, compile_seconds, train_seconds, env_steps)
+    return TrainResult(state, run_dir, eval_returns, compile_seconds, train_seconds, env_steps, len(seeds))
