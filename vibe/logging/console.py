@@ -36,8 +36,8 @@ def setup_logging(level: int = logging.INFO) -> None:
     handler = _TqdmHandler()
     handler.setFormatter(logging.Formatter(_FORMAT, _DATEFMT))
     root.addHandler(handler)
-    # absl (imported by jax/orbax) installs its own handler; keep one format.
-    logging.getLogger("absl").propagate = True
+    # orbax logs every save step at INFO through absl; keep its warnings only.
+    logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 def progress_bar(total: int, initial: int = 0, desc: str = "train") -> tqdm.tqdm:

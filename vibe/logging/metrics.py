@@ -48,3 +48,21 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
     """All rows of a metrics.jsonl file."""
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def truncate_metrics(path: str, last_step: int) -> int:
+    """Drops rows a resumed run will log again: every row past `last_step`, and
+    evaluation rows at it. Returns how many rows were dropped.
+
+    Rewrites the file atomically (write, then rename), so a crash here loses nothing.
+    """
+    if not os.path.exists(path):
+        return 0
+    rows = read_metrics(path)
+    kept = [row for row in rows if row["step"] < last_step or (row["step"] == last_step and "update" in row)]
+    if len(kept) < len(rows):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in kept)
+        os.replace(tmp, path)
+    return len(rows) - len(kept)

@@ -5,6 +5,8 @@ Plain Python with no JAX import: the config layer composes it into TrainConfig.
 
 import dataclasses
 
+from vibe.checkpoint.config import CheckpointConfig
+
 
 @dataclasses.dataclass(frozen=True)
 class RunnerConfig:
@@ -12,11 +14,14 @@ class RunnerConfig:
 
     exp_name: str = "default"  # Experiment name; the run directory is <output-dir>/<config name>/<exp-name>.
     output_dir: str = "checkpoints"  # Root of run directories, relative to where the command is run.
+    resume: bool = False  # Continue the run in the existing run directory from its latest checkpoint.
     overwrite: bool = False  # Delete an existing run directory of the same name and start over.
     seed: int = 0  # Seed of the run's PRNG key (parameters, environments, sampling).
     num_seeds: int = 1  # Independent runs trained together in one jit (vmap), with seeds seed, seed+1, ...
     updates_per_chunk: int = 64  # Updates run inside one jitted call between two log lines.
     eval_episodes: int = 32  # Greedy evaluation episodes at the end of training (0 disables).
+    stop_after_updates: int = 0  # End this process after this many updates (0: run to the end); continue with --resume.
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)  # When checkpoints are saved.
 
     def __post_init__(self) -> None:
         if not self.exp_name or "/" in self.exp_name:
@@ -27,6 +32,10 @@ class RunnerConfig:
             raise ValueError(f"RunnerConfig.updates_per_chunk={self.updates_per_chunk} must be >= 1")
         if self.eval_episodes < 0:
             raise ValueError(f"RunnerConfig.eval_episodes={self.eval_episodes} must be >= 0 (0 disables evaluation)")
+        if self.resume and self.overwrite:
+            raise ValueError("RunnerConfig: cannot --resume and --overwrite at the same time; pass one of them")
+        if self.stop_after_updates < 0:
+            raise ValueError(f"RunnerConfig.stop_after_updates={self.stop_after_updates} must be >= 0")
         if self.num_seeds < 1:
             raise ValueError(f"RunnerConfig.num_seeds={self.num_seeds} must be >= 1")
         if not 0 <= self.seed < 2**32:

@@ -1,0 +1,1 @@
+"""Checkpoints over orbax: `params`, `train_state` and `assets` items, exact resume."""
