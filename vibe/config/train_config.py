@@ -9,34 +9,57 @@ from typing import Annotated
 
 import tyro
 
+from vibe.algorithms.dqn.config import DQNConfig
 from vibe.algorithms.ppo.config import PPOConfig
+from vibe.algorithms.sac.config import SACConfig
 from vibe.train.config import RunnerConfig
+
+# The algorithm is chosen by the config's type; flags override its fields.
+AlgoConfig = PPOConfig | DQNConfig | SACConfig
+
+ALGO_NAMES: dict[type, str] = {PPOConfig: "ppo", DQNConfig: "dqn", SACConfig: "sac"}
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """A PPO training run."""
+    """A training run: environment, algorithm and how the run is driven."""
 
     # Name of the configuration; runs go to <output-dir>/<name>/<exp-name>.
     name: str = "cartpole_ppo"
-    # Algorithm hyper-parameters (environment included).
-    algo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
-    # How the run is driven: directories, seed, chunking, evaluation. Flags have no prefix.
+    # gymnax environment id (CartPole-v1, Acrobot-v1, MountainCar-v0, Pendulum-v1, MountainCarContinuous-v0).
+    env: str = "CartPole-v1"
+    # Algorithm hyper-parameters; their type picks the algorithm.
+    algo: AlgoConfig = dataclasses.field(default_factory=PPOConfig)
+    # How the run is driven: directories, seeds, chunking, evaluation. Flags have no prefix.
     runner: Annotated[RunnerConfig, tyro.conf.arg(name="")] = dataclasses.field(default_factory=RunnerConfig)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
             raise ValueError(f"TrainConfig.name={self.name!r} must be a non-empty name without '/'")
+        if not self.env:
+            raise ValueError("TrainConfig.env must name a gymnax environment, e.g. --env CartPole-v1")
+
+    @property
+    def algo_name(self) -> str:
+        return ALGO_NAMES[type(self.algo)]
 
 
-def cli(args: list[str] | None = None, *, description: str | None = None) -> TrainConfig:
-    """Parses flags over the default TrainConfig.
+# Union fields become subcommands in tyro; with a default given, keep the
+# default's type and expose its fields as flags (`--algo.lr`), as users expect.
+TYRO_CONFIG = (tyro.conf.AvoidSubcommands,)
+
+
+def cli(
+    args: list[str] | None = None, *, default: TrainConfig | None = None, description: str | None = None
+) -> TrainConfig:
+    """Parses flags over `default` (the CartPole PPO run when None).
 
     An unknown flag or an invalid value exits with status 2 and a message that
     names the field.
     """
+    default = default if default is not None else TrainConfig()
     try:
-        return tyro.cli(TrainConfig, default=TrainConfig(), args=args, description=description)
+        return tyro.cli(TrainConfig, default=default, args=args, description=description, config=TYRO_CONFIG)
     except ValueError as e:  # tyro reports most validation errors itself; not all
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from e

@@ -9,7 +9,7 @@ from vibe.config.train_config import TrainConfig, cli
 def test_defaults_are_the_cartpole_ppo_run():
     config = cli([])
     assert config == TrainConfig()
-    assert (config.name, config.algo.env_name, config.runner.exp_name) == ("cartpole_ppo", "CartPole-v1", "default")
+    assert (config.name, config.env, config.runner.exp_name) == ("cartpole_ppo", "CartPole-v1", "default")
 
 
 def test_flags_override_nested_and_flattened_fields():

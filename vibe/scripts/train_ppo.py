@@ -10,25 +10,16 @@ Expected on a 2-core CPU: a few seconds of compile, 500k env steps at over
 ./checkpoints/cartpole_ppo/default under the directory the command ran from.
 """
 
-import dataclasses
-import logging
 import sys
 
-from vibe.algorithms.ppo.agent import PPO
+from vibe.config import presets
 from vibe.config.train_config import cli
-from vibe.envs import gymnax_env
-from vibe.train import runner
+from vibe.scripts import training
+from vibe.train.runner import TrainResult
 
 
-def main(argv: list[str] | None = None) -> runner.TrainResult:
-    config = cli(argv, description=__doc__)
-    env, env_params = gymnax_env.make(config.algo.env_name)
-    algorithm = PPO(config.algo, env, env_params)
-    try:
-        return runner.train(algorithm, config.runner, run_name=config.name, hparams=dataclasses.asdict(config))
-    except FileExistsError as e:
-        logging.getLogger(__name__).error("%s", e)
-        raise SystemExit(1) from e
+def main(argv: list[str] | None = None) -> TrainResult:
+    return training.train(cli(argv, default=presets.get("cartpole_ppo"), description=__doc__))
 
 
 if __name__ == "__main__":
