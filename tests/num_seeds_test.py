@@ -17,7 +17,7 @@ SHRINK = {
 
 @pytest.mark.parametrize("name", sorted(SHRINK))
 def test_vmapped_seeds_equal_single_seed_runs(name, tmp_path):
-    common = [*SHRINK[name], "--output-dir", str(tmp_path), "--eval-episodes", "2", "--seed", "5"]
+    common = [*SHRINK[name], "--output-dir", str(tmp_path), "--eval-episodes", "2", "--seed", "5", "--wandb-mode", "disabled"]
     config = presets.cli([name, *common, "--num-seeds", "3", "--exp-name", "together"])
     together = training.train(config)
     assert together.eval_returns.shape == (3, 2)

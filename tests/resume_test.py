@@ -30,7 +30,7 @@ RUNS = {
     "cartpole_dqn": ["--algo.total-timesteps", "64", "--algo.learning-starts", "16", "--algo.batch-size", "8"],
     "pendulum_sac": ["--algo.total-timesteps", "32", "--algo.learning-starts", "8", "--algo.batch-size", "8"],
 }
-COMMON = ["--eval-episodes", "0", "--checkpoint.save-interval", "2", "--updates-per-chunk", "2"]
+COMMON = ["--eval-episodes", "0", "--checkpoint.save-interval", "2", "--updates-per-chunk", "2", "--wandb-mode", "disabled"]
 
 # Runs the train command, SIGKILLing itself right after the save of update KILL_AT starts (still in flight).
 KILL_DURING_SAVE = """
@@ -73,12 +73,17 @@ def test_half_exit_resume_half_equals_a_straight_run(name, tmp_path):
     args = [*RUNS[name], *COMMON, "--output-dir", str(tmp_path)]
     straight = train(name, *args, "--exp-name", "straight")
     assert straight.returncode == 0, straight.stderr
-    first = train(name, *args, "--exp-name", "split", "--stop-after-updates", "4")
+    first = train(name, *args, "--exp-name", "split", "--stop-after-updates", "4", "--wandb-mode", "offline")
     assert first.returncode == 0, first.stderr
     assert "continue with --resume" in first.stderr
-    second = train(name, *args, "--exp-name", "split", "--resume")
+    wandb_id = (tmp_path / name / "split" / "wandb_id.txt").read_text().strip()
+    second = train(name, *args, "--exp-name", "split", "--resume", "--wandb-mode", "offline")
     assert second.returncode == 0, second.stderr
     assert "Resuming" in second.stderr and "from update 4/8" in second.stderr
+    # The wandb run id persists across the resume (offline runs: one directory per process, same id).
+    assert (tmp_path / name / "split" / "wandb_id.txt").read_text().strip() == wandb_id
+    wandb_runs = sorted(p.name for p in (tmp_path / name / "split" / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 2 and all(r.endswith(wandb_id) for r in wandb_runs), wandb_runs
 
     step_a, state_a = final_state(name, str(tmp_path / name / "straight"), RUNS[name])
     step_b, state_b = final_state(name, str(tmp_path / name / "split"), RUNS[name])

@@ -7,13 +7,15 @@ import pytest
 from vibe.logging.metrics import read_metrics
 from vibe.scripts import train_ppo
 
-# A short run: 4 updates of 4 envs × 16 steps.
+# A short run: 4 updates of 4 envs × 16 steps, one checkpoint at the end.
 SHORT = ["--algo.total-timesteps", "256", "--algo.num-steps", "16", "--eval-episodes", "2", "--updates-per-chunk", "3"]
+SHORT += ["--checkpoint.save-interval", "4"]
+QUIET = ["--wandb-mode", "disabled"]
 
 
 def test_run_lands_under_the_users_directory_with_metrics_and_eval(tmp_path, monkeypatch):
     monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path))
-    result = train_ppo.main([*SHORT, "--exp-name", "short", "--algo.lr", "1e-3"])
+    result = train_ppo.main([*SHORT, "--exp-name", "short", "--algo.lr", "1e-3"])  # wandb offline, the default
     run_dir = tmp_path / "checkpoints" / "cartpole_ppo" / "short"
     assert result.run_dir == str(run_dir)
     assert json.loads((run_dir / "config.json").read_text())["algo"]["lr"] == 1e-3
@@ -24,16 +26,19 @@ def test_run_lands_under_the_users_directory_with_metrics_and_eval(tmp_path, mon
     assert {"loss/total", "loss/policy", "loss/value", "loss/entropy", "sps"} <= rows[0].keys()
     assert rows[-1]["eval/episodes"] == 2
     assert rows[-1]["eval/return_mean"] == pytest.approx(sum(result.eval_returns) / 2)
+    assert (run_dir / "wandb_id.txt").exists() and list((run_dir / "wandb").glob("offline-run-*"))
+    assert (run_dir / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(int(d.name) for d in run_dir.iterdir() if d.name.isdigit()) == [4]  # the final checkpoint
 
 
 def test_existing_run_directory_is_kept_without_overwrite(tmp_path, monkeypatch):
     monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path))
-    train_ppo.main([*SHORT, "--eval-episodes", "0"])
+    train_ppo.main([*SHORT, *QUIET, "--eval-episodes", "0"])
     metrics = tmp_path / "checkpoints" / "cartpole_ppo" / "default" / "metrics.jsonl"
     before = metrics.read_text()
     with pytest.raises(SystemExit) as exit_info:
-        train_ppo.main(SHORT)
+        train_ppo.main([*SHORT, *QUIET])
     assert exit_info.value.code == 1
     assert metrics.read_text() == before
-    train_ppo.main([*SHORT, "--eval-episodes", "0", "--overwrite"])
+    train_ppo.main([*SHORT, *QUIET, "--eval-episodes", "0", "--overwrite"])
     assert len(read_metrics(str(metrics))) == 2  # rewritten, not appended

@@ -4,6 +4,7 @@ Plain Python with no JAX import: the config layer composes it into TrainConfig.
 """
 
 import dataclasses
+from typing import Literal
 
 from vibe.checkpoint.config import CheckpointConfig
 
@@ -20,6 +21,8 @@ class RunnerConfig:
     num_seeds: int = 1  # Independent runs trained together in one jit (vmap), with seeds seed, seed+1, ...
     updates_per_chunk: int = 64  # Updates run inside one jitted call between two log lines.
     eval_episodes: int = 32  # Greedy evaluation episodes at the end of training (0 disables).
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"  # wandb: offline (no account needed; sync later), online, or disabled.
+    wandb_project: str = "vibe"  # wandb project of the run.
     stop_after_updates: int = 0  # End this process after this many updates (0: run to the end); continue with --resume.
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)  # When checkpoints are saved.
 
@@ -34,6 +37,8 @@ class RunnerConfig:
             raise ValueError(f"RunnerConfig.eval_episodes={self.eval_episodes} must be >= 0 (0 disables evaluation)")
         if self.resume and self.overwrite:
             raise ValueError("RunnerConfig: cannot --resume and --overwrite at the same time; pass one of them")
+        if self.wandb_mode not in ("offline", "online", "disabled"):
+            raise ValueError(f"RunnerConfig.wandb_mode={self.wandb_mode!r} must be offline, online or disabled")
         if self.stop_after_updates < 0:
             raise ValueError(f"RunnerConfig.stop_after_updates={self.stop_after_updates} must be >= 0")
         if self.num_seeds < 1:

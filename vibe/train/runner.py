@@ -25,6 +25,8 @@ from vibe.checkpoint import manager as checkpoints
 from vibe.envs.evaluate import evaluate
 from vibe.logging import console
 from vibe.logging.metrics import MetricsWriter, truncate_metrics
+from vibe.logging.plot import plot_run
+from vibe.logging.wandb_logger import WandbLogger
 from vibe.train.algorithm import Algorithm, State
 from vibe.train.config import RunnerConfig
 from vibe.train.loop import make_train_chunk, summarize, summarize_seeds
@@ -107,11 +109,28 @@ def train(algorithm: Algorithm, config: RunnerConfig, *, run_name: str, hparams:
     manager, resuming = checkpoints.initialize_checkpoint_dir(
         run_dir, config=config.checkpoint, overwrite=config.overwrite, resume=config.resume
     )
+    wandb = WandbLogger.open(
+        run_dir,
+        mode=config.wandb_mode,
+        project=config.wandb_project,
+        name=f"{run_name}/{config.exp_name}",
+        config=hparams,
+        resuming=resuming,
+    )
     try:
-        return _train(algorithm, config, manager, resuming, run_dir, hparams)
+        result = _train(algorithm, config, manager, resuming, run_dir, hparams, wandb)
+    except BaseException:
+        wandb.close(exit_code=1)
+        raise
     finally:
         manager.wait_until_finished()  # pending async saves complete before the process exits
         manager.close()
+    wandb.close()
+    try:
+        logger.info("Learning curve: %s", plot_run(run_dir))
+    except ValueError as e:  # nothing to draw yet (no finished episode): not worth failing a run
+        logger.warning("No learning curve: %s", e)
+    return result
 
 
 def _train(
@@ -121,6 +140,7 @@ def _train(
     resuming: bool,
     run_dir: str,
     hparams: Mapping[str, Any],
+    wandb: WandbLogger,
 ) -> TrainResult:
     total_updates, steps_per_update = algorithm.num_updates, algorithm.steps_per_update
     seeds = [config.seed + i for i in range(config.num_seeds)]
@@ -188,6 +208,7 @@ def _train(
                 row = summarize_seeds(totals, k) if vmapped else summarize(totals, k)
                 row.update(update=update, time=round(train_seconds, 3), sps=k * steps_per_update * len(seeds) / elapsed)
                 writer.write(update * steps_per_update, row)
+                wandb.log(update * steps_per_update, row)
                 bar.update(k * steps_per_update)
                 if "episode/return_mean" in row:
                     bar.set_postfix(ret=f"{row['episode/return_mean']:.1f}", refresh=False)
@@ -212,6 +233,7 @@ def _train(
             eval_returns = evaluate_greedy(algorithm, state, eval_keys if vmapped else eval_keys[0], config.eval_episodes)
             stats = eval_summary(eval_returns)
             writer.write(env_steps, stats)
+            wandb.log(env_steps, stats)
             logger.info(
                 "Greedy evaluation over %d episodes%s: eval/return_mean=%.1f ± %.1f (min %.1f, max %.1f)%s",
                 config.eval_episodes,

@@ -52,7 +52,7 @@ def test_summarize_divides_episode_sums_by_count_and_losses_by_updates():
 
 
 def test_train_runs_every_update_with_a_shorter_last_chunk(algo, tmp_path):
-    config = RunnerConfig(output_dir=str(tmp_path), updates_per_chunk=4, eval_episodes=3)
+    config = RunnerConfig(output_dir=str(tmp_path), updates_per_chunk=4, eval_episodes=3, wandb_mode="disabled")
     result = runner.train(algo, config, run_name="t", hparams={})
     assert int(result.state.step) == algo.num_updates == 7
     assert result.env_steps == 7 * 16
