@@ -57,6 +57,32 @@ def test_actor_critic_methods_match_call():
     assert logits.shape == (2, 3) and value.shape == (2,)
     np.testing.assert_array_equal(net.apply(params, obs, method=mlp.ActorCritic.logits), logits)
     np.testing.assert_array_equal(net.apply(params, obs, method=mlp.ActorCritic.value), value)
+    np.testing.assert_array_equal(net.apply(params, obs, method="policy"), logits)
+
+
+def test_gaussian_actor_critic_pendulum_param_count():
+    net = mlp.GaussianActorCritic(action_dim=1, hidden_sizes=(64, 64), activation="tanh")
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((3,)))["params"]
+    # actor: (3*64+64) + (64*64+64) + (64*1+1) = 4481; critic the same; one log-std per action feature.
+    assert _count(params["policy_mlp"]) == 4481
+    assert _count(params["value_mlp"]) == 4481
+    assert params["log_std"].shape == (1,)
+    assert _count(params) == 8963
+
+
+def test_gaussian_actor_critic_outputs_and_state_independent_log_std():
+    net = mlp.GaussianActorCritic(action_dim=2, hidden_sizes=(8,), init_log_std=-0.5)
+    obs = jax.random.normal(jax.random.PRNGKey(2), (3, 4))
+    params = net.init(jax.random.PRNGKey(0), obs)
+    np.testing.assert_array_equal(params["params"]["log_std"], [-0.5, -0.5])
+    (mean, log_std), value = net.apply(params, obs)
+    assert mean.shape == (3, 2) and value.shape == (3,)
+    np.testing.assert_array_equal(log_std, np.full((3, 2), -0.5, np.float32))  # the same for every state
+    # The 0.01-gain head keeps initial means near 0 (|mean| <= 0.01 * |hidden| <= 0.01 * sqrt(8)).
+    assert np.abs(np.asarray(mean)).max() < 0.03
+    policy_mean, _ = net.apply(params, obs, method="policy")
+    np.testing.assert_array_equal(policy_mean, mean)
+    np.testing.assert_array_equal(net.apply(params, obs, method="value"), value)
 
 
 def test_unknown_activation_is_rejected():

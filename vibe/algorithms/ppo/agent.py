@@ -2,7 +2,7 @@
 
 Usage::
 
-    algo = PPO(config, *gymnax_env.make("CartPole-v1"))
+    algo = PPO(config, *gymnax_env.make("CartPole-v1"))  # or a Box env such as "Pendulum-v1"
     state = algo.init(jax.random.PRNGKey(0))
     state, metrics = algo.train_step(state)
 """
@@ -33,6 +33,7 @@ class PPO:
         train_env = wrappers.for_training(self.env)
         object.__setattr__(self, "_train_env", train_env)
         object.__setattr__(self, "_network", ppo.make_network(self.config, train_env, self.env_params))
+        object.__setattr__(self, "_action_space", self.env.action_space(self.env_params))
         object.__setattr__(self, "_train_step", ppo.make_train_step(self.config, train_env, self.env_params))
 
     @property
@@ -50,5 +51,5 @@ class PPO:
         return self._train_step(state)  # type: ignore[attr-defined]
 
     def greedy_policy(self, state: ppo.PPOState) -> Callable[[jax.Array, jax.Array], jax.Array]:
-        network, params = self._network, state.params  # type: ignore[attr-defined]
-        return lambda obs, key: ppo.act(network, params, obs, key, greedy=True)
+        network, action_space, params = self._network, self._action_space, state.params  # type: ignore[attr-defined]
+        return lambda obs, key: ppo.act(network, action_space, params, obs, key, greedy=True)

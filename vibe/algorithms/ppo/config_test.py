@@ -29,6 +29,7 @@ def test_defaults_give_purejaxrl_sizes():
         ({"total_timesteps": 100}, "PPOConfig.total_timesteps=100 is less than one rollout"),
         ({"hidden_sizes": (64, 0)}, "PPOConfig.hidden_sizes"),
         ({"clip_eps": 0.0}, "PPOConfig.clip_eps"),
+        ({"init_log_std": float("nan")}, "PPOConfig.init_log_std must be a finite number, got nan"),
     ],
 )
 def test_validation_names_the_field_and_value(overrides, message):

@@ -1,5 +1,7 @@
 """Tests for vibe.algorithms.ppo.losses against hand-computed values."""
 
+import distrax
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -44,7 +46,11 @@ def test_ppo_loss_golden_values():
         target=jnp.array([2.0, 0.3]),
     )
     value = jnp.array([1.5, -0.1])
-    total, metrics = losses.ppo_loss(logits, value, batch, clip_eps=0.2, vf_coef=0.5, ent_coef=0.01)
+    log_prob = losses.categorical_log_prob(logits, batch.action)
+    entropy_per_sample = losses.categorical_entropy(logits)
+    total, metrics = losses.ppo_loss(
+        log_prob, entropy_per_sample, value, batch, clip_eps=0.2, vf_coef=0.5, ent_coef=0.01
+    )
     # Policy: -mean(min(1.25*1, 1.2*1), min(1*-1, 1*-1)) = -mean(1.2, -1) = -0.1.
     np.testing.assert_allclose(metrics["loss/policy"], -0.1, rtol=1e-5)
     # Value: sample 0 clipped prediction 1.2 -> (1.2-2)^2 = .64 > (1.5-2)^2 = .25; sample 1 (-0.4)^2 = .16.
@@ -54,3 +60,48 @@ def test_ppo_loss_golden_values():
     np.testing.assert_allclose(total, -0.1 + 0.5 * 0.2 - 0.01 * entropy, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(metrics["loss/total"], total)
     np.testing.assert_allclose(metrics["loss/approx_kl"], (0.25 - np.log(1.25)) / 2, rtol=1e-4)
+
+
+def test_gaussian_log_prob_and_entropy_golden_values():
+    # Two action features: N(0, 1) at a = 1 (z = 1) and N(1, 2^2) at a = 1 (z = 0).
+    mean = jnp.array([0.0, 1.0])
+    log_std = jnp.log(jnp.array([1.0, 2.0]))
+    action = jnp.array([1.0, 1.0])
+    # (-1/2 - 0 - log(2 pi)/2) + (0 - log 2 - log(2 pi)/2)
+    np.testing.assert_allclose(
+        losses.gaussian_log_prob(mean, log_std, action), -0.5 - np.log(2.0) - np.log(2 * np.pi), rtol=1e-6
+    )
+    # sum_i log sigma_i + log(2 pi e)/2 = log 2 + log(2 pi e)
+    np.testing.assert_allclose(losses.gaussian_entropy(log_std), np.log(2.0) + np.log(2 * np.pi) + 1.0, rtol=1e-6)
+
+
+def test_gaussian_matches_distrax_on_a_batch():
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
+    mean = jax.random.normal(k1, (5, 3))
+    log_std = jnp.broadcast_to(jax.random.normal(k2, (3,)) * 0.5, (5, 3))
+    action = 3.0 * jax.random.normal(k3, (5, 3))
+    dist = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
+    np.testing.assert_allclose(losses.gaussian_log_prob(mean, log_std, action), dist.log_prob(action), rtol=1e-5)
+    np.testing.assert_allclose(losses.gaussian_entropy(log_std), dist.entropy(), rtol=1e-5)
+
+
+def test_ppo_loss_with_gaussian_log_probs():
+    # The loss sees only log-probs and entropies: one sample whose new log-prob is old + log 2
+    # (ratio 2, clipped to 1.2 on a positive advantage) and one unchanged.
+    mean, log_std = jnp.zeros((2, 1)), jnp.zeros((2, 1))
+    action = jnp.array([[0.5], [-3.0]])  # outside Pendulum's [-2, 2]: the loss never clips actions
+    log_prob = losses.gaussian_log_prob(mean, log_std, action)
+    batch = losses.PPOBatch(
+        obs=jnp.zeros((2, 3)),
+        action=action,
+        log_prob=log_prob - jnp.array([np.log(2.0), 0.0]),
+        value=jnp.zeros(2),
+        advantage=jnp.array([3.0, 1.0]),  # normalised to [1, -1]
+        target=jnp.zeros(2),
+    )
+    entropy = losses.gaussian_entropy(log_std)
+    total, metrics = losses.ppo_loss(log_prob, entropy, jnp.zeros(2), batch, clip_eps=0.2, vf_coef=0.5, ent_coef=0.1)
+    np.testing.assert_allclose(metrics["loss/policy"], -(1.2 - 1.0) / 2, rtol=1e-5)
+    h = 0.5 * np.log(2 * np.pi * np.e)
+    np.testing.assert_allclose(metrics["loss/entropy"], h, rtol=1e-6)
+    np.testing.assert_allclose(total, -0.1 - 0.1 * h, rtol=1e-5)

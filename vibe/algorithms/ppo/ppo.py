@@ -1,4 +1,4 @@
-"""PPO with discrete actions as pure functions over an explicit ``PPOState``.
+"""PPO with discrete or continuous actions as pure functions over an explicit ``PPOState``.
 
 One ``train_step`` = one rollout of ``num_steps`` x ``num_envs`` env steps,
 GAE, then ``update_epochs`` passes of ``num_minibatches`` Adam steps. Built so
@@ -8,8 +8,18 @@ jitted, donated function:
 - the rollout runs only the policy MLP; V(obs) and V(next_obs) are computed
   after it in batched critic passes over all ``[t, n]`` observations;
 - all rollout keys are split in two batched calls before the scan;
-- actions come from ``jax.random.categorical`` on the logits (no distrax);
+- actions come from ``jax.random.categorical`` on the logits, or mean + std *
+  normal noise, with closed-form log-probabilities (no distribution objects);
 - minibatches come from one ``jax.random.permutation`` and a reshape.
+
+The action space picks the network once, at construction: ``ActorCritic``
+(logits) for ``Discrete``, ``GaussianActorCritic`` (mean and a learned,
+state-independent log-std) for a 1-D ``Box``. The few functions that differ
+(``sample_action``, ``log_prob_and_entropy``, ``greedy_action``) dispatch on
+the network's Python type, so one traced ``train_step`` serves both. Box
+actions are clipped to the bounds only where they enter the env
+(``env_action``): the rollout stores the unclipped sample, whose
+log-probability is what the ratio needs.
 
 The env must be wrapped with ``vibe.envs.wrappers.for_training`` (auto-reset
 with ``info["final_obs"]`` and episode statistics).
@@ -30,9 +40,12 @@ from vibe.core import typing as at
 from vibe.core.types import Transition
 from vibe.envs import spaces
 from vibe.envs.env import Env
-from vibe.networks.mlp import ActorCritic
+from vibe.networks.mlp import ActorCritic, GaussianActorCritic
 
 Metrics = dict[str, at.Array]
+Network = ActorCritic | GaussianActorCritic
+# What ``Network.policy`` returns: logits ``[..., a]``, or ``(mean, log_std)`` each ``[..., act]``.
+PolicyOutput = Any
 
 
 @flax.struct.dataclass
@@ -40,7 +53,7 @@ class PPOState:
     """Everything a run needs to continue bit-for-bit; a pytree of arrays only.
 
     Attributes:
-        params: ActorCritic parameters.
+        params: actor-critic parameters (``ActorCritic`` or ``GaussianActorCritic``).
         opt_state: optax state (includes the learning-rate schedule's count).
         env_state: state of the ``n`` training envs (leading axis ``n``).
         obs: current observations ``[n, obs]``.
@@ -58,15 +71,22 @@ class PPOState:
     env_steps: at.Int[at.Array, ""]
 
 
-def make_network(config: PPOConfig, env: Env, env_params: Any) -> ActorCritic:
-    """The actor-critic for ``env``'s discrete action space."""
+def make_network(config: PPOConfig, env: Env, env_params: Any) -> Network:
+    """The actor-critic for ``env``'s action space: categorical for ``Discrete``, Gaussian for a 1-D float ``Box``."""
     action_space = env.action_space(env_params)
-    if not isinstance(action_space, spaces.Discrete):
+    if isinstance(action_space, spaces.Discrete):
+        return ActorCritic(action_dim=action_space.n, hidden_sizes=config.hidden_sizes, activation=config.activation)
+    if len(action_space.shape) != 1 or not jnp.issubdtype(action_space.dtype, jnp.floating):
         raise ValueError(
-            f"PPO here supports discrete actions only; the env has action space {action_space!r}. "
-            "Pick a discrete env (CartPole-v1, Acrobot-v1, MountainCar-v0)."
+            f"PPO supports Discrete and 1-D float Box action spaces; the env has {action_space!r}. "
+            "Flatten the action space with a wrapper first."
         )
-    return ActorCritic(action_dim=action_space.n, hidden_sizes=config.hidden_sizes, activation=config.activation)
+    return GaussianActorCritic(
+        action_dim=action_space.shape[0],
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        init_log_std=config.init_log_std,
+    )
 
 
 def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
@@ -79,14 +99,51 @@ def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate, eps=1e-5))
 
 
-def policy_logits(network: ActorCritic, params: Any, obs: at.Float[at.Array, "... obs"]) -> at.Float[at.Array, "... a"]:
-    """The policy MLP alone (the rollout does not need the critic)."""
-    return cast(at.Array, network.apply(params, obs, method=ActorCritic.logits))
+def policy_output(network: Network, params: Any, obs: at.Float[at.Array, "... obs"]) -> PolicyOutput:
+    """The policy MLP alone (the rollout does not need the critic): logits, or ``(mean, log_std)``."""
+    return network.apply(params, obs, method="policy")
 
 
-def state_values(network: ActorCritic, params: Any, obs: at.Float[at.Array, "... obs"]) -> at.Float[at.Array, "..."]:
+def state_values(network: Network, params: Any, obs: at.Float[at.Array, "... obs"]) -> at.Float[at.Array, "..."]:
     """The critic MLP alone: V(obs) for any leading axes, e.g. all ``[t, n]`` observations at once."""
-    return cast(at.Array, network.apply(params, obs, method=ActorCritic.value))
+    return cast(at.Array, network.apply(params, obs, method="value"))
+
+
+def sample_action(network: Network, output: PolicyOutput, key: at.Key) -> tuple[at.Array, at.Float[at.Array, "..."]]:
+    """``(action, log_prob)`` sampled from the policy ``output``; one key for all leading axes.
+
+    Discrete: int32 ``[...]``. Box: ``mean + exp(log_std) * noise``, float ``[..., act]``, NOT clipped.
+    """
+    if isinstance(network, GaussianActorCritic):
+        mean, log_std = output
+        action = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+        return action, losses.gaussian_log_prob(mean, log_std, action)
+    action = jax.random.categorical(key, output).astype(jnp.int32)
+    return action, losses.categorical_log_prob(output, action)
+
+
+def log_prob_and_entropy(
+    network: Network, output: PolicyOutput, action: at.Array
+) -> tuple[at.Float[at.Array, "..."], at.Float[at.Array, "..."]]:
+    """log pi(action) and the entropy of the policy ``output``, per sample."""
+    if isinstance(network, GaussianActorCritic):
+        mean, log_std = output
+        return losses.gaussian_log_prob(mean, log_std, action), losses.gaussian_entropy(log_std)
+    return losses.categorical_log_prob(output, action), losses.categorical_entropy(output)
+
+
+def greedy_action(network: Network, output: PolicyOutput) -> at.Array:
+    """The policy's mode: the most likely discrete action (int32), or the Gaussian mean (not clipped)."""
+    if isinstance(network, GaussianActorCritic):
+        return output[0]
+    return jnp.argmax(output, axis=-1).astype(jnp.int32)
+
+
+def env_action(action_space: spaces.Discrete | spaces.Box, action: at.Array) -> at.Array:
+    """What the env receives: Box actions clipped to ``[low, high]``; discrete actions unchanged."""
+    if isinstance(action_space, spaces.Box):
+        return jnp.clip(action, action_space.low, action_space.high)
+    return action
 
 
 def init(config: PPOConfig, env: Env, env_params: Any, key: at.Key) -> PPOState:
@@ -111,14 +168,15 @@ def init(config: PPOConfig, env: Env, env_params: Any, key: at.Key) -> PPOState:
 
 
 def collect_rollout(
-    config: PPOConfig, env: Env, env_params: Any, network: ActorCritic, state: PPOState
+    config: PPOConfig, env: Env, env_params: Any, network: Network, state: PPOState
 ) -> tuple[PPOState, Transition, dict[str, at.Array]]:
     """Steps ``num_envs`` envs for ``num_steps`` steps with the current policy.
 
     Returns:
         ``(state, transitions, episodes)``: the state with advanced envs, obs,
         key and ``env_steps``; ``Transition`` with ``[t, n]`` leading axes
-        (``value`` = V(obs) from one batched critic pass after the rollout;
+        (``action`` = the sampled action, unclipped; the env got ``env_action`` of it;
+        ``value`` = V(obs) from one batched critic pass after the rollout;
         ``next_obs`` = the true next observation); ``episodes`` = the
         ``[t, n]`` arrays ``episode_return``, ``episode_length`` and ``done``
         from ``EpisodeStats`` (returns and lengths are 0 where not done).
@@ -127,15 +185,14 @@ def collect_rollout(
     action_keys = jax.random.split(action_key, config.num_steps)
     env_keys = jax.random.split(env_key, (config.num_steps, config.num_envs))
     step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    action_space = env.action_space(env_params)
     params = state.params
 
     def step(carry: tuple[Any, at.Array], keys: tuple[at.Key, at.Key]) -> tuple[tuple[Any, at.Array], Any]:
         env_state, obs = carry
         action_key, step_keys = keys
-        logits = policy_logits(network, params, obs)
-        action = jax.random.categorical(action_key, logits).astype(jnp.int32)
-        log_prob = losses.categorical_log_prob(logits, action)
-        env_state, timestep = step_envs(step_keys, env_state, action, env_params)
+        action, log_prob = sample_action(network, policy_output(network, params, obs), action_key)
+        env_state, timestep = step_envs(step_keys, env_state, env_action(action_space, action), env_params)
         info = timestep.info
         out = (obs, action, log_prob, timestep.reward, timestep.terminated, timestep.truncated, info["final_obs"])
         episodes = {k: info[k] for k in ("episode_return", "episode_length", "done")}
@@ -152,13 +209,14 @@ def collect_rollout(
 
 
 def update_minibatch(
-    config: PPOConfig, network: ActorCritic, params: Any, opt_state: Any, minibatch: losses.PPOBatch
+    config: PPOConfig, network: Network, params: Any, opt_state: Any, minibatch: losses.PPOBatch
 ) -> tuple[Any, Any, Metrics]:
     """One clipped-loss gradient step on ``minibatch`` (leading axis ``minibatch_size``)."""
 
     def loss_fn(params: Any) -> tuple[at.Array, Metrics]:
-        logits, value = cast(tuple[at.Array, at.Array], network.apply(params, minibatch.obs))
-        return losses.ppo_loss(logits, value, minibatch, config.clip_eps, config.vf_coef, config.ent_coef)
+        output, value = cast(tuple[PolicyOutput, at.Array], network.apply(params, minibatch.obs))
+        log_prob, entropy = log_prob_and_entropy(network, output, minibatch.action)
+        return losses.ppo_loss(log_prob, entropy, value, minibatch, config.clip_eps, config.vf_coef, config.ent_coef)
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(params)
     updates, opt_state = make_optimizer(config).update(grads, opt_state, params)
@@ -166,7 +224,7 @@ def update_minibatch(
 
 
 def update_epoch(
-    config: PPOConfig, network: ActorCritic, params: Any, opt_state: Any, batch: losses.PPOBatch, key: at.Key
+    config: PPOConfig, network: Network, params: Any, opt_state: Any, batch: losses.PPOBatch, key: at.Key
 ) -> tuple[Any, Any, Metrics]:
     """One pass over ``batch`` (leading axis ``batch_size``) in shuffled minibatches.
 
@@ -191,7 +249,7 @@ def _merge_time_and_envs(x: at.Array) -> at.Array:
 
 
 def train_step(
-    config: PPOConfig, env: Env, env_params: Any, network: ActorCritic, state: PPOState
+    config: PPOConfig, env: Env, env_params: Any, network: Network, state: PPOState
 ) -> tuple[PPOState, Metrics]:
     """One rollout, GAE, and ``update_epochs`` epochs of minibatch updates.
 
@@ -231,12 +289,19 @@ def train_step(
     return state, metrics
 
 
-def act(network: ActorCritic, params: Any, obs: at.Float[at.Array, "... obs"], key: at.Key, greedy: bool) -> at.Array:
-    """int32 actions for ``obs``: the most likely action when ``greedy``, else a sample."""
-    logits = policy_logits(network, params, obs)
-    if greedy:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    return jax.random.categorical(key, logits).astype(jnp.int32)
+def act(
+    network: Network,
+    action_space: spaces.Discrete | spaces.Box,
+    params: Any,
+    obs: at.Float[at.Array, "... obs"],
+    key: at.Key,
+    greedy: bool,
+) -> at.Array:
+    """Env actions for ``obs``: the mode when ``greedy`` (argmax, or the Gaussian mean), else a
+    sample; Box actions clipped to ``action_space``'s bounds."""
+    output = policy_output(network, params, obs)
+    action = greedy_action(network, output) if greedy else sample_action(network, output, key)[0]
+    return env_action(action_space, action)
 
 
 def make_train_step(config: PPOConfig, env: Env, env_params: Any) -> Callable[[PPOState], tuple[PPOState, Metrics]]:
