@@ -19,6 +19,7 @@ PY_PACKAGES = [
     "//vibe/logging",
     "//vibe/networks",
     "//vibe/scripts",
+    "//vibe/sharding",
     "//vibe/train",
 ]
 
