@@ -17,7 +17,8 @@ SHRINK = {
 
 @pytest.mark.parametrize("name", sorted(SHRINK))
 def test_vmapped_seeds_equal_single_seed_runs(name, tmp_path):
-    common = [*SHRINK[name], "--output-dir", str(tmp_path), "--eval-episodes", "2", "--seed", "5", "--wandb-mode", "disabled"]
+    common = [*SHRINK[name], "--output-dir", str(tmp_path), "--eval-episodes", "2", "--seed", "5"]
+    common += ["--wandb-mode", "disabled"]
     config = presets.cli([name, *common, "--num-seeds", "3", "--exp-name", "together"])
     together = training.train(config)
     assert together.eval_returns.shape == (3, 2)
@@ -25,7 +26,8 @@ def test_vmapped_seeds_equal_single_seed_runs(name, tmp_path):
         alone = training.train(presets.cli([name, *common, "--seed", str(5 + i), "--exp-name", f"alone{i}"]))
         seed_i = jax.tree.map(lambda x, i=i: x[i], together.state)
         for a, b in zip(jax.tree.leaves(seed_i.params), jax.tree.leaves(alone.state.params), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+            # vmap batches the matmuls, so XLA may sum in another order: equal up to float rounding.
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(together.eval_returns[i], alone.eval_returns, rtol=1e-4)
 
 

@@ -30,7 +30,16 @@ RUNS = {
     "cartpole_dqn": ["--algo.total-timesteps", "64", "--algo.learning-starts", "16", "--algo.batch-size", "8"],
     "pendulum_sac": ["--algo.total-timesteps", "32", "--algo.learning-starts", "8", "--algo.batch-size", "8"],
 }
-COMMON = ["--eval-episodes", "0", "--checkpoint.save-interval", "2", "--updates-per-chunk", "2", "--wandb-mode", "disabled"]
+COMMON = [
+    "--eval-episodes",
+    "0",
+    "--checkpoint.save-interval",
+    "2",
+    "--updates-per-chunk",
+    "2",
+    "--wandb-mode",
+    "disabled",
+]
 
 # Runs the train command, SIGKILLing itself right after the save of update KILL_AT starts (still in flight).
 KILL_DURING_SAVE = """

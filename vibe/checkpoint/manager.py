@@ -80,21 +80,29 @@ def initialize_checkpoint_dir(
     return manager, resuming
 
 
-def _split(state: State) -> tuple[Any, State]:
-    """(params, the state without params)."""
-    return state.params, state.replace(params=None)
+def _split(state: State) -> tuple[Any, dict[str, Any], list[str]]:
+    """(params, the other leaves as a flat dict, their key paths).
+
+    The rest of the state is stored flat ("00000", "00001", ...): orbax's
+    structure matching trips on optax's empty states (saved as dicts, restored
+    as EmptyState), and a flat dict has no such nodes. The key paths, saved in
+    the assets, catch a checkpoint written by a different state layout.
+    """
+    leaves = jax.tree_util.tree_flatten_with_path(state.replace(params=None))[0]
+    flat = {f"{i:05d}": leaf for i, (_, leaf) in enumerate(leaves)}
+    return state.params, flat, [jax.tree_util.keystr(path) for path, _ in leaves]
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: State, assets: Mapping[str, Any]) -> None:
     """Starts an asynchronous save of `state` as checkpoint `step`."""
     # Copies: the caller donates `state` to its next train chunk while orbax still reads.
-    params, train_state = _split(jax.tree.map(lambda x: x.copy(), state))
+    params, train_state, paths = _split(jax.tree.map(lambda x: x.copy(), state))
     manager.save(
         step,
         args=ocp.args.Composite(
             params=ocp.args.StandardSave(params),
             train_state=ocp.args.StandardSave(train_state),
-            assets=ocp.args.JsonSave(dict(assets)),
+            assets=ocp.args.JsonSave({**assets, "train_state_paths": paths}),
         ),
     )
 
@@ -108,7 +116,13 @@ def restore(manager: ocp.CheckpointManager, abstract_state: State, step: int | N
     step = manager.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"no complete checkpoint in {manager.directory}")
-    params, train_state = _split(abstract_state)
+    params, train_state, paths = _split(abstract_state)
+    saved_paths = restore_assets(manager, step).get("train_state_paths")
+    if saved_paths != paths:
+        raise ValueError(
+            f"checkpoint {step} in {manager.directory} holds a different run state layout than this code builds "
+            f"(e.g. another algorithm or config); resume it with the config it was written with"
+        )
     restored = manager.restore(
         step,
         args=ocp.args.Composite(
@@ -116,7 +130,10 @@ def restore(manager: ocp.CheckpointManager, abstract_state: State, step: int | N
             train_state=ocp.args.StandardRestore(train_state),
         ),
     )
-    return step, restored.train_state.replace(params=restored.params)
+    rest = abstract_state.replace(params=None)
+    leaves = [restored.train_state[key] for key in sorted(restored.train_state)]
+    state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(rest), leaves)
+    return step, state.replace(params=restored.params)
 
 
 def restore_assets(manager: ocp.CheckpointManager, step: int | None = None) -> dict[str, Any]:

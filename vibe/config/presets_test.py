@@ -14,7 +14,7 @@ REQUIRED = {"cartpole_ppo", "cartpole_dqn", "pendulum_sac", "pendulum_ppo", "acr
 
 
 def test_required_presets_are_registered_under_their_own_names():
-    assert REQUIRED <= set(presets.PRESETS)
+    assert set(presets.PRESETS) >= REQUIRED
     assert all(config.name == name for name, (_, config) in presets.PRESETS.items())
 
 
