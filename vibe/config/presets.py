@@ -108,4 +108,3 @@ def cli(args: list[str] | None = None) -> TrainConfig:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from e
-

@@ -21,7 +21,8 @@ class RunnerConfig:
     num_seeds: int = 1  # Independent runs trained together in one jit (vmap), with seeds seed, seed+1, ...
     updates_per_chunk: int = 64  # Updates run inside one jitted call between two log lines.
     eval_episodes: int = 32  # Greedy evaluation episodes at the end of training (0 disables).
-    wandb_mode: Literal["offline", "online", "disabled"] = "offline"  # wandb: offline (no account needed; sync later), online, or disabled.
+    # wandb: offline (no account needed; `wandb sync` later), online, or disabled.
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
     wandb_project: str = "vibe"  # wandb project of the run.
     stop_after_updates: int = 0  # End this process after this many updates (0: run to the end); continue with --resume.
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)  # When checkpoints are saved.

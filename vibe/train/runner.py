@@ -230,7 +230,9 @@ def _train(
 
         eval_returns = None
         if config.eval_episodes and update == total_updates:
-            eval_returns = evaluate_greedy(algorithm, state, eval_keys if vmapped else eval_keys[0], config.eval_episodes)
+            eval_returns = evaluate_greedy(
+                algorithm, state, eval_keys if vmapped else eval_keys[0], config.eval_episodes
+            )
             stats = eval_summary(eval_returns)
             writer.write(env_steps, stats)
             wandb.log(env_steps, stats)
@@ -246,4 +248,6 @@ def _train(
             )
     logger.info("Metrics: %s", os.path.join(run_dir, "metrics.jsonl"))
     start_env_step = start_update * steps_per_update
-    return TrainResult(state, run_dir, eval_returns, compile_seconds, train_seconds, env_steps, len(seeds), start_env_step)
+    return TrainResult(
+        state, run_dir, eval_returns, compile_seconds, train_seconds, env_steps, len(seeds), start_env_step
+    )
