@@ -10,9 +10,8 @@ import dataclasses
 class CheckpointConfig:
     """Checkpointing of a run; steps are counted in updates (train_step calls)."""
 
-    save_interval: int = (
-        0  # Updates between checkpoints; 0 saves about ten times per run. The last update always saves.
-    )
+    # Updates between checkpoints (0: about ten per run). The last update always saves.
+    save_interval: int = 0
     max_to_keep: int = 1  # Most recent checkpoints kept on disk.
     keep_period: int = 0  # Also keep forever every checkpoint whose update count is a multiple of this (0: none).
     async_timeout_secs: int = 600  # Longest wait for a background save to finish before the run fails.
