@@ -29,11 +29,12 @@ import tyro
 
 from vibe.bench import report
 from vibe.config import presets
+from vibe.envs.evaluate import evaluate
 from vibe.envs.wrappers import AutoReset
 from vibe.scripts import training
 from vibe.train.algorithm import Algorithm
 from vibe.train.loop import make_train_chunk
-from vibe.train.runner import evaluate_greedy, user_path
+from vibe.train.runner import user_path
 
 # protocol -> (preset, default seeds, threshold, vmapped seeds)
 PROTOCOLS = {
@@ -88,6 +89,13 @@ def run_seeds(algorithm: Algorithm, seeds: list[int], vmapped: bool, eval_every:
     compiled = make_train_chunk(step).lower(init(keys if vmapped else keys[0]), jnp.int32(eval_every)).compile()
     compile_seconds = time.perf_counter() - start
 
+    def greedy_returns(state: Any, key: jax.Array) -> jax.Array:
+        policy = algorithm.greedy_policy(state)
+        return evaluate(algorithm.env, algorithm.env_params, policy, key, num_episodes=32)
+
+    # Built once: a jit per call would compile the evaluation every time.
+    evaluate_all = jax.jit(jax.vmap(greedy_returns) if vmapped else greedy_returns)
+
     runs = []
     for group in [seeds] if vmapped else [[s] for s in seeds]:
         group_keys = jnp.stack([jax.random.PRNGKey(s) for s in group])
@@ -102,7 +110,7 @@ def run_seeds(algorithm: Algorithm, seeds: list[int], vmapped: bool, eval_every:
             jax.block_until_ready(totals)
             train_seconds += time.perf_counter() - t0
             update += k
-            greedy = evaluate_greedy(algorithm, state, eval_keys if vmapped else eval_keys[0], 32)
+            greedy = np.asarray(evaluate_all(state, eval_keys if vmapped else eval_keys[0]))
             mean = float(greedy.mean(axis=-1).min()) if vmapped else float(greedy.mean())  # all seeds solved
             if solved_at is None and mean >= threshold:
                 solved_at = train_seconds
