@@ -36,6 +36,7 @@ def test_no_warm_up_learns_from_the_first_step():
         ({"exploration_fraction": 2.0}, "DQNConfig.exploration_fraction"),
         ({"lr": 0.0}, "DQNConfig.lr must be > 0, got 0.0"),
         ({"huber_delta": -1.0}, "DQNConfig.huber_delta"),
+        ({"total_timesteps": 2**31}, r"DQNConfig.total_timesteps=2147483648 must be below 2\*\*31"),
         ({"total_timesteps": 4, "num_envs": 8}, "DQNConfig.total_timesteps=4 is less than one train_step"),
         ({"learning_starts": 100_000, "total_timesteps": 100_000}, "DQNConfig.learning_starts=100000 is not below"),
         ({"buffer_size": 4, "num_envs": 8}, "DQNConfig.buffer_size=4 is smaller than one train_step"),

@@ -8,8 +8,9 @@ update. Until ``learning_starts`` env steps are done the gradient steps are
 skipped by a ``jax.lax.cond``, so every call runs the same compiled function.
 
 Built for speed on a small CPU: the online network runs once on
-``[obs; next_obs]`` per gradient step, all keys of a step come from one split,
-and a runner scans ``make_train_step(...)`` K times in one jitted, donated call.
+``[obs; next_obs]`` per gradient step, a step's keys come from a few batched
+splits, short loops are unrolled, and a runner loops ``make_train_step(...)``
+K times in one jitted, donated call (``vibe.train.loop.make_train_chunk``).
 
 The env must be wrapped with ``vibe.envs.wrappers.for_training`` (auto-reset
 with ``info["final_obs"]`` and episode statistics).
@@ -47,7 +48,7 @@ class DQNState:
         buffer_state: flashbax item-buffer state holding ``ReplayItem``s.
         key: raw ``uint32[2]`` PRNG key of the next train_step.
         step: int32 number of ``train_step`` calls done.
-        env_steps: int32 env steps done (all envs); wraps past 2**31 without x64.
+        env_steps: int32 env steps done (all envs); DQNConfig keeps runs below 2**31.
         gradient_steps: int32 gradient steps done (the target-update clock).
     """
 
@@ -221,7 +222,8 @@ def train_step(
 
     Returns:
         ``(state, metrics)``; float32 scalar metrics: ``loss/q`` and ``q/mean``
-        (means over this step's gradient steps, 0 during warm-up), ``epsilon``
+        (means over this step's gradient steps; 0 during warm-up, which lowers
+        the average of a chunk that straddles its end), ``epsilon``
         (at the start of the step), and over the episodes completed in it
         ``episode/return_sum``, ``episode/length_sum``, ``episode/count``.
     """
