@@ -42,3 +42,13 @@ def test_existing_run_directory_is_kept_without_overwrite(tmp_path, monkeypatch)
     assert metrics.read_text() == before
     train_ppo.main([*SHORT, *QUIET, "--eval-episodes", "0", "--overwrite"])
     assert len(read_metrics(str(metrics))) == 2  # rewritten, not appended
+
+
+def test_resume_with_nothing_to_resume_exits_with_a_clear_reason(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        train_ppo.main([*SHORT, *QUIET, "--resume"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "[E] nothing to resume" in err and "run without --resume" in err and "Traceback" not in err
+    assert not (tmp_path / "checkpoints").exists()

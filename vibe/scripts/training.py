@@ -34,10 +34,11 @@ def make_algorithm(config: TrainConfig) -> Algorithm:
 
 
 def train(config: TrainConfig) -> runner.TrainResult:
-    """Trains and evaluates `config`; a refused run directory exits with status 1 and touches nothing."""
+    """Trains and evaluates `config`. A refused run directory (exists without --resume/--overwrite,
+    or nothing to resume) exits with status 1 and a one-line reason, touching nothing."""
     algorithm = make_algorithm(config)
     try:
         return runner.train(algorithm, config.runner, run_name=config.name, hparams=dataclasses.asdict(config))
-    except FileExistsError as e:
+    except (FileExistsError, FileNotFoundError) as e:
         logger.error("%s", e)
         raise SystemExit(1) from e
