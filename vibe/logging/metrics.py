@@ -22,20 +22,26 @@ def _plain(value: Any) -> Any:
 
 
 class MetricsWriter:
-    """Appends rows to `<run_dir>/metrics.jsonl`."""
+    """Appends rows to `<run_dir>/metrics.jsonl`; `enabled=False` writes nothing (e.g. on a
+    multi-host run's secondary processes)."""
 
-    def __init__(self, path: str):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    def __init__(self, path: str, *, enabled: bool = True):
         self.path = path
-        self._file: IO[str] = open(path, "a")  # noqa: SIM115 - held open for the whole run
+        self._file: IO[str] | None = None
+        if enabled:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self._file = open(path, "a")  # noqa: SIM115 - held open for the whole run
 
     def write(self, step: int, metrics: Mapping[str, Any]) -> None:
+        if self._file is None:
+            return
         row = {"step": int(step), **{key: _plain(value) for key, value in metrics.items()}}
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self) -> "MetricsWriter":
         return self

@@ -11,6 +11,7 @@ from vibe.algorithms.sac.agent import SAC
 from vibe.algorithms.sac.config import SACConfig
 from vibe.config.train_config import TrainConfig
 from vibe.envs import gymnax_env
+from vibe.sharding import distributed
 from vibe.train import runner
 from vibe.train.algorithm import Algorithm
 
@@ -36,6 +37,9 @@ def make_algorithm(config: TrainConfig) -> Algorithm:
 def train(config: TrainConfig) -> runner.TrainResult:
     """Trains and evaluates `config`. A refused run directory (exists without --resume/--overwrite,
     or nothing to resume) exits with status 1 and a one-line reason, touching nothing."""
+    run = config.runner
+    # Before anything touches a device: building the env already does.
+    distributed.initialize(run.coordinator_address or None, run.num_processes, run.process_id)
     algorithm = make_algorithm(config)
     try:
         return runner.train(algorithm, config.runner, run_name=config.name, hparams=dataclasses.asdict(config))

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec
 
-from vibe.sharding.mesh import FSDP_AXIS
+from vibe.sharding.mesh import DATA_AXIS, FSDP_AXIS
 
 logger = logging.getLogger(__name__)
 
@@ -82,15 +82,43 @@ def fsdp_sharding(tree: Any, mesh: Mesh | AbstractMesh, *, min_size_mbytes: floa
     return jax.tree_util.tree_map_with_path(leaf_sharding, tree)
 
 
-def state_shardings(abstract_state: Any, mesh: Mesh | AbstractMesh, *, min_size_mbytes: float = 4) -> Any:
-    """`fsdp_sharding` of a whole run state, logging each split leaf.
+def state_shardings(
+    abstract_state: Any,
+    mesh: Mesh | AbstractMesh,
+    *,
+    batch_fields: tuple[str, ...] = ("env_state", "obs"),
+    batch_dim: int = 0,
+    unbatched_fields: tuple[str, ...] = ("stats",),
+    min_size_mbytes: float = 4,
+) -> Any:
+    """Shardings of a whole run state: env batches split over all devices, the rest by the FSDP rule.
 
-    For the runner, with `s = state_shardings(jax.eval_shape(init, key), mesh)` and
-    `r = vibe.sharding.mesh.replicated(mesh)`: `jax.jit(init, out_shardings=s)` builds the state
-    already split, and `jax.jit(chunk, in_shardings=(s, r), out_shardings=(s, r),
-    donate_argnums=0)` keeps it so (tests/multigpu_sharding_test.py). Params, optimizer
-    moments and large buffers are split; keys, counters and small leaves are
-    replicated. The replay buffer and env states follow the same rule (a large
-    `[capacity, obs]` buffer is split along its larger divisible dimension).
+    Leaves under a top-level field named in `batch_fields` (the envs' states
+    and observations, leading axis `num_envs`; `batch_dim=1` under a leading
+    seed axis) are split along `batch_dim` over `DATA_AXIS`, so each device
+    steps its own envs; where that axis does not divide by the device count
+    they are replicated, and so are leaves below a field named in
+    `unbatched_fields` (observation-normalisation statistics shared by all
+    envs). Every other leaf follows `fsdp_sharding` with logging: params,
+    optimizer moments and large replay buffers are split along "fsdp", keys,
+    counters and small leaves are replicated.
+
+    For the runner, with `s = state_shardings(jax.eval_shape(init, key), mesh)`
+    and `r = replicated(mesh)`: `jax.jit(init, out_shardings=s)` builds the
+    state already split, and `jax.jit(chunk, in_shardings=(s, r),
+    out_shardings=(s, r), donate_argnums=0)` keeps it so.
     """
-    return fsdp_sharding(abstract_state, mesh, min_size_mbytes=min_size_mbytes, log=True)
+    shardings = fsdp_sharding(abstract_state, mesh, min_size_mbytes=min_size_mbytes, log=True)
+    n = mesh.size
+
+    def batch_sharding(path: jax.tree_util.KeyPath, leaf: Any, fsdp: NamedSharding) -> NamedSharding:
+        names = [getattr(entry, "name", getattr(entry, "key", None)) for entry in path]
+        if not names or names[0] not in batch_fields or set(names) & set(unbatched_fields):
+            return fsdp
+        if len(leaf.shape) <= batch_dim or leaf.shape[batch_dim] % n:
+            return fsdp
+        spec: list[Any] = [None] * len(leaf.shape)
+        spec[batch_dim] = DATA_AXIS
+        return NamedSharding(mesh, PartitionSpec(*spec))
+
+    return jax.tree_util.tree_map_with_path(batch_sharding, abstract_state, shardings)

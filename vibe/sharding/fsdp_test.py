@@ -117,6 +117,32 @@ def test_state_shardings_split_params_and_their_adam_moments() -> None:
     assert shardings["step"].spec == PartitionSpec()
 
 
+def test_state_shardings_split_env_batches_over_all_devices() -> None:
+    state = {
+        "params": {"w": jax.ShapeDtypeStruct((4, 8), jnp.float32)},
+        "env_state": {
+            "physics": jax.ShapeDtypeStruct((8, 3), jnp.float32),
+            "time": jax.ShapeDtypeStruct((8,), jnp.int32),
+            "stats": {"mean": jax.ShapeDtypeStruct((8,), jnp.float32)},  # shared by all envs
+        },
+        "obs": jax.ShapeDtypeStruct((8, 4), jnp.float32),
+        "key": jax.ShapeDtypeStruct((2,), jnp.uint32),
+    }
+    data = PartitionSpec(("batch", "fsdp"))
+    shardings = fsdp.state_shardings(state, abstract_mesh(2, 2))
+    assert shardings["env_state"]["physics"].spec == PartitionSpec(("batch", "fsdp"), None)
+    assert shardings["env_state"]["time"].spec == data
+    assert shardings["obs"].spec == PartitionSpec(("batch", "fsdp"), None)
+    assert shardings["env_state"]["stats"]["mean"].spec == PartitionSpec()
+    assert shardings["params"]["w"].spec == shardings["key"].spec == PartitionSpec()
+    # 8 envs do not split 3 ways: replicated. Under a seed axis the env axis is the second one.
+    assert fsdp.state_shardings(state, abstract_mesh(3, 1))["obs"].spec == PartitionSpec()
+    seeds = jax.tree.map(lambda s: jax.ShapeDtypeStruct((2, *s.shape), s.dtype), state)
+    assert fsdp.state_shardings(seeds, abstract_mesh(4, 1), batch_dim=1)["obs"].spec == PartitionSpec(
+        None, ("batch", "fsdp"), None
+    )
+
+
 def test_mesh_without_an_fsdp_axis_is_refused() -> None:
     mesh = AbstractMesh((4,), ("data",), axis_types=(AxisType.Auto,))
     with pytest.raises(ValueError, match="needs a mesh with an 'fsdp' axis, got axes \\('data',\\)"):

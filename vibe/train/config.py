@@ -25,6 +25,14 @@ class RunnerConfig:
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"
     wandb_project: str = "vibe"  # wandb project of the run.
     stop_after_updates: int = 0  # End this process after this many updates (0: run to the end); continue with --resume.
+    # Devices that split each large parameter and its optimizer state (FSDP); 1: plain data parallelism.
+    # Must divide the device count. The envs are split over all devices either way.
+    fsdp_devices: int = 1
+    devices: int = 0  # Train on the first N devices of jax.devices() (0: all of them, on every process).
+    # Multi-host: host:port of process 0 (or env VIBE_COORDINATOR_ADDRESS); empty: this process alone.
+    coordinator_address: str = ""
+    num_processes: int | None = None  # Processes in a multi-host run (or env VIBE_NUM_PROCESSES).
+    process_id: int | None = None  # This process's index in [0, num_processes) (or env VIBE_PROCESS_ID).
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)  # When checkpoints are saved.
 
     def __post_init__(self) -> None:
@@ -44,5 +52,14 @@ class RunnerConfig:
             raise ValueError(f"RunnerConfig.stop_after_updates={self.stop_after_updates} must be >= 0")
         if self.num_seeds < 1:
             raise ValueError(f"RunnerConfig.num_seeds={self.num_seeds} must be >= 1")
+        if self.fsdp_devices < 1:
+            raise ValueError(f"RunnerConfig.fsdp_devices={self.fsdp_devices} must be >= 1 (1: plain data parallelism)")
+        if self.devices < 0:
+            raise ValueError(f"RunnerConfig.devices={self.devices} must be >= 0 (0: all devices)")
+        if self.devices and self.devices % self.fsdp_devices:
+            raise ValueError(
+                f"RunnerConfig.devices={self.devices} must be divisible by fsdp_devices={self.fsdp_devices}; "
+                "pick fsdp_devices among its divisors"
+            )
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"RunnerConfig.seed={self.seed} must be in [0, 2**32)")

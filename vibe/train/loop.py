@@ -22,13 +22,21 @@ class TrainChunk(Protocol):
 
     traces: list[int]
 
-    def __call__(self, state: State, num_updates: jax.Array) -> tuple[State, Metrics]: ...
+    def __call__(self, state: State, num_updates: Any) -> tuple[State, Metrics]: ...
 
-    def lower(self, state: State, num_updates: jax.Array) -> Any: ...
+    def lower(self, state: State, num_updates: Any) -> Any: ...
 
 
-def make_train_chunk(train_step: TrainStep) -> TrainChunk:
+def make_train_chunk(
+    train_step: TrainStep, state_shardings: Any = None, replicated: jax.sharding.Sharding | None = None
+) -> TrainChunk:
     """jit(donated) of `k` sequential train steps; metrics are summed over them.
+
+    With `state_shardings` (a pytree of shardings matching the state, e.g.
+    `vibe.sharding.fsdp.state_shardings`) and `replicated` (the mesh's
+    replicated sharding), the state goes in and comes out with exactly those
+    shardings and the metrics come out replicated, so the chunk never moves
+    the state between calls.
 
     The returned function has a `traces` attribute: a list that grows by one per
     trace, so tests can assert that the loop never recompiles.
@@ -47,7 +55,15 @@ def make_train_chunk(train_step: TrainStep) -> TrainChunk:
 
         return jax.lax.fori_loop(0, num_updates, body, (state, zeros))
 
-    jitted = jax.jit(chunk, donate_argnums=0)
+    if state_shardings is None:
+        jitted = jax.jit(chunk, donate_argnums=0)
+    else:
+        jitted = jax.jit(
+            chunk,
+            in_shardings=(state_shardings, replicated),
+            out_shardings=(state_shardings, replicated),
+            donate_argnums=0,
+        )
     jitted.traces = traces  # type: ignore[attr-defined]
     return cast(TrainChunk, jitted)
 

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from vibe.checkpoint import manager as checkpoints
@@ -27,6 +26,8 @@ from vibe.logging import console
 from vibe.logging.metrics import MetricsWriter, truncate_metrics
 from vibe.logging.plot import plot_run
 from vibe.logging.wandb_logger import WandbLogger
+from vibe.sharding import distributed, fsdp
+from vibe.sharding import mesh as mesh_lib
 from vibe.train.algorithm import Algorithm, State
 from vibe.train.config import RunnerConfig
 from vibe.train.loop import make_train_chunk, summarize, summarize_seeds
@@ -67,7 +68,7 @@ def user_path(path: str) -> str:
     return os.path.join(os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd()), path)
 
 
-def evaluate_greedy(algorithm: Algorithm, state: State, key: jax.Array, episodes: int) -> np.ndarray:
+def evaluate_greedy(algorithm: Algorithm, state: State, key: jax.Array | np.ndarray, episodes: int) -> np.ndarray:
     """Greedy returns: [episodes] for one seed's state and key, [seeds, episodes] for a vmapped state."""
 
     def one(state: State, key: jax.Array) -> jax.Array:
@@ -105,20 +106,23 @@ def _env_spec(algorithm: Algorithm) -> dict[str, Any]:
 def train(algorithm: Algorithm, config: RunnerConfig, *, run_name: str, hparams: Mapping[str, Any]) -> TrainResult:
     """Trains `algorithm` for its `num_updates` (or resumes it) and evaluates the greedy policy."""
     console.setup_logging()
+    mesh = make_run_mesh(config)
     run_dir = user_path(os.path.join(config.output_dir, run_name, config.exp_name))
     manager, resuming = checkpoints.initialize_checkpoint_dir(
         run_dir, config=config.checkpoint, overwrite=config.overwrite, resume=config.resume
     )
+    primary = distributed.is_primary()  # only process 0 writes config, metrics, wandb and the plot
     wandb = WandbLogger.open(
         run_dir,
-        mode=config.wandb_mode,
+        mode=config.wandb_mode if primary else "disabled",
         project=config.wandb_project,
         name=f"{run_name}/{config.exp_name}",
         config=hparams,
         resuming=resuming,
     )
     try:
-        result = _train(algorithm, config, manager, resuming, run_dir, hparams, wandb)
+        with mesh_lib.set_mesh(mesh):
+            result = _train(algorithm, config, mesh, manager, resuming, run_dir, hparams, wandb)
     except BaseException:
         wandb.close(exit_code=1)
         raise
@@ -126,6 +130,8 @@ def train(algorithm: Algorithm, config: RunnerConfig, *, run_name: str, hparams:
         manager.wait_until_finished()  # pending async saves complete before the process exits
         manager.close()
     wandb.close()
+    if not primary:
+        return result
     try:
         logger.info("Learning curve: %s", plot_run(run_dir))
     except ValueError as e:  # nothing to draw yet (no finished episode): not worth failing a run
@@ -133,9 +139,20 @@ def train(algorithm: Algorithm, config: RunnerConfig, *, run_name: str, hparams:
     return result
 
 
+def make_run_mesh(config: RunnerConfig) -> jax.sharding.Mesh:
+    """The `(batch, fsdp)` mesh over the devices `config` asks for (all of them by default)."""
+    devices = jax.devices()
+    if config.devices > len(devices):
+        raise ValueError(f"RunnerConfig.devices={config.devices} but only {len(devices)} devices are visible")
+    if config.devices and jax.process_count() > 1 and config.devices != len(devices):
+        raise ValueError("RunnerConfig.devices must be 0 (all devices) in a multi-process run")
+    return mesh_lib.make_mesh(config.fsdp_devices, devices[: config.devices or len(devices)])
+
+
 def _train(
     algorithm: Algorithm,
     config: RunnerConfig,
+    mesh: jax.sharding.Mesh,
     manager: Any,
     resuming: bool,
     run_dir: str,
@@ -144,7 +161,8 @@ def _train(
 ) -> TrainResult:
     total_updates, steps_per_update = algorithm.num_updates, algorithm.steps_per_update
     seeds = [config.seed + i for i in range(config.num_seeds)]
-    keys = jnp.stack([jax.random.split(jax.random.PRNGKey(seed)) for seed in seeds])  # [seeds, 2, 2]
+    # numpy, not device arrays: under several processes a jit input must be the same host value everywhere.
+    keys = np.stack([jax.random.split(jax.random.PRNGKey(seed)) for seed in seeds])  # [seeds, 2, 2]
     init_keys, eval_keys = keys[:, 0], keys[:, 1]
     # One seed runs as is; several run as one vmapped program (a leading seed axis on every leaf).
     vmapped = config.num_seeds > 1
@@ -152,10 +170,25 @@ def _train(
     train_step = jax.vmap(algorithm.train_step) if vmapped else algorithm.train_step
     init_key = init_keys if vmapped else init_keys[0]
 
+    # Env states and observations split over all devices (the seed axis, if any, stays whole), params and
+    # optimizer state by the FSDP rule; init builds the state already split and each chunk keeps it so.
+    abstract_state = jax.eval_shape(init, init_key)
+    shardings = fsdp.state_shardings(abstract_state, mesh, batch_dim=1 if vmapped else 0)
+    replicated = mesh_lib.replicated(mesh)
+    if mesh.size > 1:
+        logger.info("Mesh %s over %d device(s)", dict(mesh.shape), mesh.size)
+
     if resuming:
-        start_update, state = checkpoints.restore(manager, jax.eval_shape(init, init_key))
+        abstract_state = jax.tree.map(
+            lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+            abstract_state,
+            shardings,
+        )
+        start_update, state = checkpoints.restore(manager, abstract_state)
         # Rows logged after the restored checkpoint belong to the lost tail of the run.
-        dropped = truncate_metrics(os.path.join(run_dir, "metrics.jsonl"), start_update * steps_per_update)
+        dropped = 0
+        if distributed.is_primary():
+            dropped = truncate_metrics(os.path.join(run_dir, "metrics.jsonl"), start_update * steps_per_update)
         logger.info(
             "Resuming %s from update %d/%d (env step %s)%s",
             run_dir,
@@ -165,9 +198,10 @@ def _train(
             f"; dropped {dropped} metric rows logged after that checkpoint" if dropped else "",
         )
     else:
-        start_update, state = 0, jax.jit(init)(init_key)
-        with open(os.path.join(run_dir, "config.json"), "w") as f:
-            json.dump(hparams, f, indent=2, default=str)
+        start_update, state = 0, jax.jit(init, out_shardings=shardings)(init_key)
+        if distributed.is_primary():
+            with open(os.path.join(run_dir, "config.json"), "w") as f:
+                json.dump(hparams, f, indent=2, default=str)
         logger.info(
             "Training %s on %s: %d updates × %d env steps = %s steps%s; run directory %s",
             algorithm.name,
@@ -187,12 +221,13 @@ def _train(
     chunk_size = max(1, min(config.updates_per_chunk, total_updates))
 
     start = time.perf_counter()
-    compiled = make_train_chunk(train_step).lower(state, jnp.int32(chunk_size)).compile()
+    chunk = make_train_chunk(train_step, shardings, replicated)
+    compiled = chunk.lower(state, np.int32(chunk_size)).compile()
     compile_seconds = time.perf_counter() - start
     logger.info("Compiled the train chunk (%d updates, %d seed(s)) in %.1f s", chunk_size, len(seeds), compile_seconds)
 
     update, train_seconds = start_update, 0.0
-    with MetricsWriter(os.path.join(run_dir, "metrics.jsonl")) as writer:
+    with MetricsWriter(os.path.join(run_dir, "metrics.jsonl"), enabled=distributed.is_primary()) as writer:
         bar = console.progress_bar(total_updates * steps_per_update, initial=start_update * steps_per_update)
         try:
             while update < end_update:
@@ -200,7 +235,7 @@ def _train(
                 next_save = (update // save_interval + 1) * save_interval
                 k = min(chunk_size, next_save - update, end_update - update)
                 t0 = time.perf_counter()
-                state, totals = compiled(state, jnp.int32(k))
+                state, totals = compiled(state, np.int32(k))
                 totals = jax.device_get(totals)  # the one host sync per chunk
                 elapsed = time.perf_counter() - t0
                 train_seconds += elapsed
