@@ -51,5 +51,13 @@ class PPO:
         return self._train_step(state)  # type: ignore[attr-defined]
 
     def greedy_policy(self, state: ppo.PPOState) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        """Greedy actions for raw observations of the plain env: normalised first with the state's
+        frozen statistics when ``config.normalize_obs`` (works inside ``jax.vmap`` over seeds)."""
         network, action_space, params = self._network, self._action_space, state.params  # type: ignore[attr-defined]
-        return lambda obs, key: ppo.act(network, action_space, params, obs, key, greedy=True)
+        config, train_env = self.config, self._train_env  # type: ignore[attr-defined]
+
+        def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
+            network_obs = ppo.policy_input(config, train_env, state, obs)
+            return ppo.act(network, action_space, params, network_obs, key, greedy=True)
+
+        return policy

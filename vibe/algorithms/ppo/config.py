@@ -14,7 +14,15 @@ ACTIVATIONS = ("tanh", "relu", "gelu", "silu", "elu")
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
-    """Hyper-parameters of PPO (Schulman et al. 2017) with discrete or continuous (Box) actions."""
+    """Hyper-parameters of PPO (Schulman et al. 2017) with discrete or continuous (Box) actions.
+
+    ``normalize_obs`` wraps the vectorised training envs in
+    ``vibe.envs.normalize.NormalizeObservation``: observations (and the final
+    observations used to bootstrap truncations) are standardised with a running
+    mean and variance shared by all envs and clipped to [-10, 10]. The statistics
+    live in the env state, so checkpoints and resume cover them, and the greedy
+    policy applies the trained state's (frozen) statistics to raw observations.
+    """
 
     num_envs: int = 4  # environments stepped in parallel (vmapped)
     num_steps: int = 128  # steps per rollout per env
@@ -32,6 +40,7 @@ class PPOConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)  # hidden widths of the actor and of the critic MLP
     activation: str = "tanh"  # hidden activation, one of ACTIVATIONS
     init_log_std: float = 0.0  # Box actions only: initial log standard deviation of the Gaussian policy
+    normalize_obs: bool = False  # standardise observations with running mean/var kept in the env state
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
@@ -67,6 +76,8 @@ class PPOConfig:
             raise ValueError(
                 f"PPOConfig.init_log_std must be a finite number, got {self.init_log_std!r}; 0.0 (std 1) is usual."
             )
+        if not isinstance(self.normalize_obs, bool):
+            raise ValueError(f"PPOConfig.normalize_obs must be True or False, got {self.normalize_obs!r}.")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"PPOConfig.activation={self.activation!r} is unknown; use one of {ACTIVATIONS}.")
 

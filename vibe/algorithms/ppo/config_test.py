@@ -14,6 +14,7 @@ def test_defaults_give_purejaxrl_sizes():
     assert config.batch_size == 512
     assert config.minibatch_size == 128
     assert config.num_updates == 976  # 500_000 // 512
+    assert config.normalize_obs is False  # CartPole results stay those of the unnormalised run
 
 
 @pytest.mark.parametrize(
@@ -30,6 +31,7 @@ def test_defaults_give_purejaxrl_sizes():
         ({"hidden_sizes": (64, 0)}, "PPOConfig.hidden_sizes"),
         ({"clip_eps": 0.0}, "PPOConfig.clip_eps"),
         ({"init_log_std": float("nan")}, "PPOConfig.init_log_std must be a finite number, got nan"),
+        ({"normalize_obs": 1}, "PPOConfig.normalize_obs must be True or False, got 1"),
     ],
 )
 def test_validation_names_the_field_and_value(overrides, message):

@@ -22,7 +22,10 @@ actions are clipped to the bounds only where they enter the env
 log-probability is what the ratio needs.
 
 The env must be wrapped with ``vibe.envs.wrappers.for_training`` (auto-reset
-with ``info["final_obs"]`` and episode statistics).
+with ``info["final_obs"]`` and episode statistics); PPO vectorises it itself
+(``make_vec_env``), adding ``NormalizeObservation`` on top when
+``config.normalize_obs``. Then ``obs``, ``Transition.obs`` and ``next_obs`` are
+normalised, and ``policy_input`` maps raw observations to the network's input.
 """
 
 import dataclasses
@@ -38,7 +41,7 @@ from vibe.algorithms.ppo import losses
 from vibe.algorithms.ppo.config import PPOConfig
 from vibe.core import typing as at
 from vibe.core.types import Transition
-from vibe.envs import spaces
+from vibe.envs import normalize, spaces, wrappers
 from vibe.envs.env import Env
 from vibe.networks.mlp import ActorCritic, GaussianActorCritic
 
@@ -55,8 +58,10 @@ class PPOState:
     Attributes:
         params: actor-critic parameters (``ActorCritic`` or ``GaussianActorCritic``).
         opt_state: optax state (includes the learning-rate schedule's count).
-        env_state: state of the ``n`` training envs (leading axis ``n``).
-        obs: current observations ``[n, obs]``.
+        env_state: state of the ``n`` training envs (leading axis ``n``); with
+            ``normalize_obs`` a ``NormalizeObservationState`` holding it and the
+            running observation statistics (``.stats``, no ``n`` axis).
+        obs: current observations ``[n, obs]`` (normalised with ``normalize_obs``).
         key: raw ``uint32[2]`` PRNG key of the next rollout and shuffle.
         step: int32 number of ``train_step`` calls done.
         env_steps: int32 env steps done (all envs); wraps past 2**31 without x64.
@@ -69,6 +74,32 @@ class PPOState:
     key: at.Key
     step: at.Int[at.Array, ""]
     env_steps: at.Int[at.Array, ""]
+
+
+# The vectorised training env: ``VecEnv``, or ``NormalizeObservation`` over it.
+TrainEnv = wrappers.VecEnv | normalize.NormalizeObservation
+
+
+def make_vec_env(config: PPOConfig, env: Env) -> TrainEnv:
+    """``num_envs`` copies of the (``for_training``-wrapped) ``env``, observation-normalised if configured.
+
+    Normalisation sits on top of the vectorised env so the statistics are shared by all envs
+    and ``info["final_obs"]`` is normalised with the same statistics as ``obs``.
+    """
+    vec_env = wrappers.VecEnv(env, config.num_envs)
+    return normalize.NormalizeObservation(vec_env) if config.normalize_obs else vec_env
+
+
+def policy_input(config: PPOConfig, env: Env, state: PPOState, obs: at.Array) -> at.Array:
+    """The network input for raw observations ``obs`` (any leading axes) of the plain env.
+
+    With ``normalize_obs``: normalised with ``state``'s running statistics, frozen (not updated);
+    otherwise ``obs`` unchanged. Evaluation and serving call this before ``act``.
+    """
+    vec_env = make_vec_env(config, env)
+    if isinstance(vec_env, normalize.NormalizeObservation):
+        return vec_env.normalize(state.env_state, obs)
+    return obs
 
 
 def make_network(config: PPOConfig, env: Env, env_params: Any) -> Network:
@@ -158,7 +189,8 @@ def init(config: PPOConfig, env: Env, env_params: Any, key: at.Key) -> PPOState:
     obs_space = env.observation_space(env_params)
     params = network.init(net_key, jnp.zeros(obs_space.shape, obs_space.dtype))
     opt_state = make_optimizer(config).init(params)
-    env_state, timestep = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(env_key, config.num_envs), env_params)
+    # VecEnv.reset splits env_key into num_envs keys, one per env.
+    env_state, timestep = make_vec_env(config, env).reset(env_key, env_params)
     missing = {"final_obs", "episode_return", "episode_length", "done"} - set(timestep.info)
     if missing:
         raise ValueError(f"PPO's env lacks info keys {sorted(missing)}; wrap it: vibe.envs.wrappers.for_training(env).")
@@ -184,7 +216,7 @@ def collect_rollout(
     key, action_key, env_key = jax.random.split(state.key, 3)
     action_keys = jax.random.split(action_key, config.num_steps)
     env_keys = jax.random.split(env_key, (config.num_steps, config.num_envs))
-    step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    step_envs = make_vec_env(config, env).step_with_keys
     action_space = env.action_space(env_params)
     params = state.params
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from vibe.algorithms.ppo import losses, ppo
+from vibe.algorithms.ppo.agent import PPO
 from vibe.algorithms.ppo.config import PPOConfig
-from vibe.envs import gymnax_env, spaces, wrappers
+from vibe.envs import gymnax_env, normalize, spaces, wrappers
 from vibe.envs.evaluate import evaluate
 from vibe.networks.mlp import GaussianActorCritic
 
@@ -222,6 +223,115 @@ def test_box_train_step_keeps_the_state_types_and_traces_once():
     assert abs(float(metrics["loss/entropy"]) - (1.5 + 0.5 * np.log(2 * np.pi * np.e))) < 0.05
     assert float(state.params["params"]["log_std"][0]) != old_log_std
     assert int(state.env_steps) == 36
+
+
+# --- Observation normalisation (normalize_obs) ------------------------------------------------
+
+NORM = dataclasses.replace(SMALL, normalize_obs=True)
+
+
+def _pendulum_obs(pendulum_state) -> np.ndarray:
+    """Pendulum-v1's raw observation [cos theta, sin theta, theta_dot] from its state."""
+    theta, theta_dot = np.asarray(pendulum_state.theta), np.asarray(pendulum_state.theta_dot)
+    return np.stack([np.cos(theta), np.sin(theta), theta_dot], axis=-1)
+
+
+def _normalized(stats: normalize.RunningMeanStd, obs) -> np.ndarray:
+    """By hand: clip((obs - mean) / sqrt(var + 1e-8), -10, 10)."""
+    mean, var = np.asarray(stats.mean), np.asarray(stats.var)
+    return np.clip((np.asarray(obs) - mean) / np.sqrt(var + 1e-8), -10.0, 10.0)
+
+
+def test_normalize_obs_off_keeps_the_plain_env_state():
+    env, params = _setup(SMALL)
+    state = ppo.init(SMALL, env, params, jax.random.PRNGKey(0))
+    assert isinstance(state.env_state, wrappers.EpisodeStatsState)
+    assert isinstance(ppo.make_vec_env(SMALL, env), wrappers.VecEnv)
+    obs = jnp.ones((2, 4))
+    assert ppo.policy_input(SMALL, env, state, obs) is obs
+
+
+def test_normalize_obs_stats_live_in_the_state_and_train_step_keeps_its_types():
+    env, params = _pendulum()
+    state = ppo.init(NORM, env, params, jax.random.PRNGKey(0))
+    assert isinstance(state.env_state, normalize.NormalizeObservationState)
+    types = jax.tree.map(lambda x: (x.shape, x.dtype, x.weak_type), state)
+    step = jax.jit(chex.assert_max_traces(ppo.make_train_step(NORM, env, params), n=1), donate_argnums=0)
+    for _ in range(3):
+        state, _ = step(state)
+    assert jax.tree.map(lambda x: (x.shape, x.dtype, x.weak_type), state) == types
+    stats = state.env_state.stats
+    # The statistics are leaves of the state pytree, so a checkpoint (one save of the state) holds them.
+    leaves = jax.tree.leaves(state)
+    assert any(leaf is stats.mean for leaf in leaves) and any(leaf is stats.count for leaf in leaves)
+    # 2 envs x (1 reset + 3 rollouts x 6 steps) observations, plus the 1e-4 prior.
+    np.testing.assert_allclose(stats.count, 38.0001, rtol=1e-6)
+    assert stats.mean.shape == (3,) and np.abs(np.asarray(stats.mean)).max() > 0.05
+    assert np.abs(np.asarray(stats.var) - 1.0).max() > 0.05
+    # The stored obs are the envs' current raw observations normalised with the current statistics.
+    raw = _pendulum_obs(state.env_state.env_state.env_state)
+    np.testing.assert_allclose(state.obs, _normalized(stats, raw), rtol=1e-4, atol=1e-5)
+
+
+def test_normalize_obs_rollout_bootstraps_from_the_normalised_final_obs():
+    env, params = _setup(NORM, max_steps=3)
+    state = ppo.init(NORM, env, params, jax.random.PRNGKey(0))
+    network = ppo.make_network(NORM, env, params)
+    _, traj, _ = jax.jit(functools.partial(ppo.collect_rollout, NORM, env, params, network))(state)
+    obs, next_obs = np.asarray(traj.obs), np.asarray(traj.next_obs)
+    # Within an episode next_obs[t] is obs[t + 1] bit for bit: both were normalised with the statistics
+    # after step t, so V(next_obs) sees the network's input scale.
+    np.testing.assert_array_equal(next_obs[:2], obs[1:3])
+    np.testing.assert_array_equal(next_obs[3:5], obs[4:6])
+    assert not np.allclose(next_obs[2], obs[3])  # at the cut: the normalised final obs, not the reset obs
+    assert np.abs(obs).max() <= 10.0 and np.abs(obs).max() > 1.0  # normalised, not raw CartPole scale
+
+
+def test_normalize_obs_greedy_policy_applies_the_frozen_stats():
+    env, params = gymnax_env.make("Pendulum-v1")
+    algo = PPO(NORM, env, params)
+    state, _ = algo.train_step(algo.init(jax.random.PRNGKey(0)))
+    raw = jax.random.normal(jax.random.PRNGKey(3), (5, 3)) * jnp.array([1.0, 1.0, 4.0])
+    greedy = algo.greedy_policy(state)(raw, jax.random.PRNGKey(0))
+    network, action_space = ppo.make_network(NORM, env, params), env.action_space(params)
+    act = functools.partial(ppo.act, network, action_space, state.params, key=jax.random.PRNGKey(0), greedy=True)
+    manual = act(_normalized(state.env_state.stats, raw))
+    np.testing.assert_allclose(greedy, manual, rtol=1e-5, atol=1e-6)
+    unnormalised = act(raw)
+    assert not np.allclose(greedy, unnormalised, atol=1e-4)
+    # Acting does not update the statistics.
+    np.testing.assert_allclose(state.env_state.stats.count, 2 * (1 + 6) + 1e-4, rtol=1e-6)
+
+
+def test_normalize_obs_greedy_policy_under_a_vmap_over_seeds():
+    # The runner's shapes: vmapped init and train_step, then evaluate_greedy's vmap over (state, key).
+    env, params = gymnax_env.make("Pendulum-v1")
+    params = params.replace(max_steps_in_episode=20)
+    algo = PPO(NORM, env, params)
+    states = jax.vmap(algo.init)(jax.random.split(jax.random.PRNGKey(0), 2))
+    states, _ = jax.jit(jax.vmap(algo.train_step))(states)
+    assert states.env_state.stats.mean.shape == (2, 3)
+    assert not np.allclose(states.env_state.stats.mean[0], states.env_state.stats.mean[1])
+
+    def one(state, key):
+        return evaluate(env, params, algo.greedy_policy(state), key, num_episodes=2)
+
+    keys = jax.random.split(jax.random.PRNGKey(5), 2)
+    vmapped = jax.jit(jax.vmap(one))(states, keys)
+    first = jax.jit(one)(jax.tree.map(lambda x: x[0], states), keys[0])
+    np.testing.assert_allclose(vmapped[0], first, rtol=1e-5)
+
+
+def test_normalize_obs_resume_through_host_arrays_is_exact():
+    # A checkpoint saves and restores the state's leaves; the statistics among them continue exactly.
+    env, params = _pendulum()
+    step = ppo.make_train_step(NORM, env, params)
+    chunk = jax.jit(lambda s: jax.lax.scan(lambda s, _: step(s), s, None, length=2)[0])
+    straight = chunk(chunk(ppo.init(NORM, env, params, jax.random.PRNGKey(4))))
+    half = chunk(ppo.init(NORM, env, params, jax.random.PRNGKey(4)))
+    leaves, treedef = jax.tree.flatten(half)
+    restored = jax.tree.unflatten(treedef, [jnp.asarray(np.asarray(leaf)) for leaf in leaves])
+    chex.assert_trees_all_equal(chunk(restored), straight)
 
 
 @pytest.mark.learning
