@@ -12,11 +12,9 @@ import dataclasses
 import difflib
 from typing import Any
 
-import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from gymnax.environments import spaces as gymnax_spaces
 
 from vibe.core import typing as at
 from vibe.core.types import TimeStep
@@ -29,6 +27,8 @@ CLASSIC_CONTROL = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1",
 
 def convert_space(space: Any) -> spaces.Discrete | spaces.Box:
     """Converts a gymnax ``Discrete``/``Box`` to the vibe space with the same (real) bounds."""
+    from gymnax.environments import spaces as gymnax_spaces  # see GymnaxEnv.__post_init__
+
     if isinstance(space, gymnax_spaces.Discrete):
         return spaces.Discrete(int(space.n))
     if isinstance(space, gymnax_spaces.Box):
@@ -62,6 +62,10 @@ class GymnaxEnv:
     _env: Any = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Imported here, not at the top: importing gymnax creates arrays, which starts JAX's backend,
+        # and a multi-host run must call jax.distributed.initialize before that.
+        import gymnax
+
         if self.name not in gymnax.registered_envs:
             close = difflib.get_close_matches(self.name, gymnax.registered_envs, n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else f" Known classic control: {CLASSIC_CONTROL}."
