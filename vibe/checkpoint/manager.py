@@ -9,10 +9,13 @@ A checkpoint is one orbax step (the update count) with three items:
   counters): the run state with `params` left out;
 - `assets`: JSON with the resolved config and the env's observation/action spec.
 
-Saves are asynchronous: the arrays are copied first (the host loop donates the
-live state to the next chunk) and orbax writes in the background; its
-temporary-directory-then-rename commit means a process killed mid-save leaves
-the previous checkpoint as the latest complete one.
+Saves are asynchronous: `save` copies the arrays to host memory (the host loop
+donates the live state to the next chunk) and a low-priority writer process
+(`vibe.checkpoint.writer`) writes them with orbax, so a save in flight takes
+almost no CPU from training. Orbax's temporary-directory-then-rename commit
+means a process killed mid-save leaves the previous checkpoint as the latest
+complete one. Under several JAX processes (multi-host) each process writes its
+own shards through orbax's in-process async save instead.
 """
 
 import logging
@@ -22,8 +25,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
+from vibe.checkpoint import writer
 from vibe.checkpoint.config import CheckpointConfig
 
 logger = logging.getLogger(__name__)
@@ -31,9 +37,64 @@ logger = logging.getLogger(__name__)
 State = Any
 
 
+class CheckpointManager:
+    """The checkpoints of one run directory: read through orbax here, written by a writer process."""
+
+    def __init__(self, directory: str, config: CheckpointConfig) -> None:
+        writer.empty_trash(directory)  # a dropped step half-deleted by a killed save; orbax removes its tmp dirs
+        options = writer.orbax_options(config, asynchronous=True, trash=False)
+        self._orbax = ocp.CheckpointManager(directory, options=options)
+        # Several processes each hold shards of the state: orbax coordinates their writes in process.
+        self._writer = writer.WriterProcess(directory, config) if jax.process_count() == 1 else None
+        if self._writer is not None:
+            self._writer.start()
+
+    @property
+    def directory(self) -> Any:
+        return self._orbax.directory
+
+    def latest_step(self) -> int | None:
+        self._orbax.reload()  # the writer process commits steps behind this manager's back
+        return self._orbax.latest_step()
+
+    def all_steps(self) -> list[int]:
+        self._orbax.reload()
+        return list(self._orbax.all_steps())
+
+    def restore(self, step: int, args: Any) -> Any:
+        return self._orbax.restore(step, args=args)
+
+    def save(self, step: int, items: dict[str, Any], assets: dict[str, Any]) -> None:
+        """Starts writing `items` (item name → pytree of arrays) and `assets` (JSON) as checkpoint `step`."""
+        if self._writer is not None:
+            self._writer.save(step, items, assets)
+            return
+        # Copies: the caller donates the arrays to its next train chunk while orbax still reads them.
+        items = jax.tree.map(lambda x: x.copy(), items)
+        args = {name: ocp.args.StandardSave(tree) for name, tree in items.items()}
+        self._orbax.save(step, args=ocp.args.Composite(**args, assets=ocp.args.JsonSave(assets)))
+
+    def is_saving_in_progress(self) -> bool:
+        return self._writer.in_flight() if self._writer is not None else self._orbax.is_saving_in_progress()
+
+    def wait_until_finished(self) -> None:
+        """Blocks until the save in flight is committed; raises its error, or TimeoutError past the timeout."""
+        if self._writer is not None:
+            self._writer.wait()
+        self._orbax.wait_until_finished()
+
+    def close(self) -> None:
+        """Waits for the save in flight, then stops the writer process."""
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            self._orbax.close()
+
+
 def initialize_checkpoint_dir(
     directory: str, *, config: CheckpointConfig, overwrite: bool, resume: bool
-) -> tuple[ocp.CheckpointManager, bool]:
+) -> tuple[CheckpointManager, bool]:
     """Prepares `directory` and returns `(manager, resuming)`.
 
     - `resume` and `overwrite` together: ValueError.
@@ -47,6 +108,21 @@ def initialize_checkpoint_dir(
     if resume and overwrite:
         raise ValueError("cannot --resume and --overwrite at the same time; pass one of them")
     directory = os.path.abspath(directory)
+    if jax.process_count() == 1:
+        exists = _prepare_directory(directory, overwrite=overwrite, resume=resume)
+    else:
+        exists = _prepare_shared_directory(directory, overwrite=overwrite, resume=resume)
+
+    manager = CheckpointManager(directory, config)
+    resuming = resume and exists
+    if resuming and manager.latest_step() is None:
+        logger.warning("%s does not contain a complete checkpoint; starting a new run in it", directory)
+        resuming = False
+    return manager, resuming
+
+
+def _prepare_directory(directory: str, *, overwrite: bool, resume: bool) -> bool:
+    """Applies the flags to `directory` (see `initialize_checkpoint_dir`); returns whether it held a run."""
     exists = os.path.isdir(directory) and bool(os.listdir(directory))
     if exists and overwrite:
         shutil.rmtree(directory)
@@ -61,23 +137,29 @@ def initialize_checkpoint_dir(
             f"nothing to resume: {directory} does not exist; run without --resume to start a new run there"
         )
     os.makedirs(directory, exist_ok=True)
+    return exists
 
-    policies = [ocp.checkpoint_managers.LatestN(n=config.max_to_keep)]
-    if config.keep_period:
-        policies.append(ocp.checkpoint_managers.EveryNSteps(interval_steps=config.keep_period))
-    options = ocp.CheckpointManagerOptions(
-        enable_async_checkpointing=True,
-        async_options=ocp.AsyncOptions(timeout_secs=config.async_timeout_secs),
-        preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
-        cleanup_tmp_directories=True,  # removes what a killed save left half-written
-        create=True,
-    )
-    manager = ocp.CheckpointManager(directory, options=options)
-    resuming = resume and exists
-    if resuming and manager.latest_step() is None:
-        logger.warning("%s does not contain a complete checkpoint; starting a new run in it", directory)
-        resuming = False
-    return manager, resuming
+
+def _prepare_shared_directory(directory: str, *, overwrite: bool, resume: bool) -> bool:
+    """`_prepare_directory` for a run directory shared by several processes (one filesystem).
+
+    Process 0 alone checks and wipes; its outcome is broadcast before any process
+    builds its orbax manager (whose constructor is a collective), so a refusal is
+    raised everywhere instead of leaving the others waiting for process 0.
+    """
+    refusals: list[type[Exception]] = [FileExistsError, FileNotFoundError]
+    outcome, error = np.zeros(2, np.int32), None
+    if jax.process_index() == 0:
+        try:
+            outcome[1] = _prepare_directory(directory, overwrite=overwrite, resume=resume)
+        except (FileExistsError, FileNotFoundError) as e:
+            outcome[0], error = 1 + refusals.index(type(e)), e
+    outcome = np.asarray(multihost_utils.broadcast_one_to_all(outcome))
+    if error is not None:
+        raise error
+    if outcome[0]:
+        raise refusals[outcome[0] - 1](f"process 0 refused the run directory {directory}; see its log")
+    return bool(outcome[1])
 
 
 def _split(state: State) -> tuple[Any, dict[str, Any], list[str]]:
@@ -93,30 +175,33 @@ def _split(state: State) -> tuple[Any, dict[str, Any], list[str]]:
     return state.params, flat, [jax.tree_util.keystr(path) for path, _ in leaves]
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: State, assets: Mapping[str, Any]) -> None:
-    """Starts an asynchronous save of `state` as checkpoint `step`."""
-    # Copies: the caller donates `state` to its next train chunk while orbax still reads.
-    params, train_state, paths = _split(jax.tree.map(lambda x: x.copy(), state))
-    manager.save(
-        step,
-        args=ocp.args.Composite(
-            params=ocp.args.StandardSave(params),
-            train_state=ocp.args.StandardSave(train_state),
-            assets=ocp.args.JsonSave({**assets, "train_state_paths": paths}),
-        ),
-    )
+def save(manager: CheckpointManager, step: int, state: State, assets: Mapping[str, Any]) -> None:
+    """Starts an asynchronous save of `state` as checkpoint `step`; on return `state` may be donated."""
+    params, train_state, paths = _split(state)
+    manager.save(step, {"params": params, "train_state": train_state}, {**assets, "train_state_paths": paths})
 
 
-def restore(manager: ocp.CheckpointManager, abstract_state: State, step: int | None = None) -> tuple[int, State]:
+def _placed(leaf: Any) -> Any:
+    """`leaf` with a sharding: the default device when it has none, so orbax restores a jax.Array."""
+    if isinstance(leaf, jax.ShapeDtypeStruct) and leaf.sharding is None:
+        return jax.ShapeDtypeStruct(
+            leaf.shape, leaf.dtype, sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        )
+    return leaf
+
+
+def restore(manager: Any, abstract_state: State, step: int | None = None) -> tuple[int, State]:
     """`(step, state)` of checkpoint `step` (the latest complete one by default).
 
-    `abstract_state` gives structure, shapes, dtypes and shardings, e.g.
-    `jax.eval_shape(algorithm.init, key)`.
+    `manager`: a `CheckpointManager` or a plain `ocp.CheckpointManager` of the
+    run directory. `abstract_state` gives structure, shapes, dtypes and
+    shardings, e.g. `jax.eval_shape(algorithm.init, key)` (leaves without a
+    sharding go to the default device).
     """
     step = manager.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"no complete checkpoint in {manager.directory}")
-    params, train_state, paths = _split(abstract_state)
+    params, train_state, paths = _split(jax.tree.map(_placed, abstract_state))
     saved_paths = restore_assets(manager, step).get("train_state_paths")
     if saved_paths != paths:
         raise ValueError(
@@ -136,7 +221,7 @@ def restore(manager: ocp.CheckpointManager, abstract_state: State, step: int | N
     return step, state.replace(params=restored.params)
 
 
-def restore_assets(manager: ocp.CheckpointManager, step: int | None = None) -> dict[str, Any]:
+def restore_assets(manager: Any, step: int | None = None) -> dict[str, Any]:
     """The JSON assets of checkpoint `step` (the latest by default)."""
     step = manager.latest_step() if step is None else step
     return dict(manager.restore(step, args=ocp.args.Composite(assets=ocp.args.JsonRestore())).assets)

@@ -11,6 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from vibe.checkpoint import manager as checkpoints
+from vibe.checkpoint import writer
 from vibe.checkpoint.config import CheckpointConfig
 
 
@@ -84,7 +85,7 @@ def test_round_trip_is_exact_and_params_load_without_vibe(tmp_path):
     assert step == 7
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored), strict=True):
         np.testing.assert_array_equal(a, b)
-        assert a.dtype == b.dtype
+        assert a.dtype == b.dtype and isinstance(b, jax.Array)
     assert checkpoints.restore_assets(manager)["config"] == {"lr": 0.1}
     manager.close()
     # The params item is a plain orbax PyTree checkpoint.
@@ -112,6 +113,19 @@ def test_keep_period_keeps_multiples_forever_besides_the_latest(tmp_path):
     assert sorted(manager.all_steps()) == [4, 8, 9, 10]
     manager.close()
     assert sorted(int(d) for d in os.listdir(tmp_path / "run") if d.isdigit()) == [4, 8, 9, 10]
+    assert not (tmp_path / "run" / writer.TRASH_DIR).exists()  # dropped steps are renamed there, then deleted
+
+
+def test_a_step_left_half_deleted_by_a_killed_save_is_removed_on_resume(tmp_path):
+    manager, _ = open_dir(tmp_path / "run", overwrite=False, resume=False)
+    checkpoints.save(manager, 1, make_state(1), {})
+    manager.close()
+    half_deleted = tmp_path / "run" / writer.TRASH_DIR / "0" / "params"
+    half_deleted.mkdir(parents=True)
+    manager, resuming = open_dir(tmp_path / "run", overwrite=False, resume=True)
+    assert resuming and manager.all_steps() == [1]
+    assert not (tmp_path / "run" / writer.TRASH_DIR).exists()
+    manager.close()
 
 
 def test_save_copies_so_the_caller_may_donate_the_state(tmp_path):
@@ -127,9 +141,30 @@ def test_save_copies_so_the_caller_may_donate_the_state(tmp_path):
     manager.close()
 
 
+def test_the_in_process_save_used_under_several_processes_round_trips(tmp_path):
+    manager, _ = open_dir(tmp_path / "run", overwrite=False, resume=False)
+    manager._writer.close()
+    manager._writer = None  # what a multi-process run gets: orbax's own async save in this process
+    state = make_state(4)
+    checkpoints.save(manager, 3, state, {})
+    jax.jit(lambda s: jax.tree.map(lambda x: x * 0, s), donate_argnums=0)(state)  # donated while in flight
+    manager.wait_until_finished()
+    step, restored = checkpoints.restore(manager, jax.eval_shape(lambda: make_state(0)))
+    assert step == 3 and int(restored.step) == 4
+    np.testing.assert_array_equal(restored.params["w"], make_state(4).params["w"])
+    manager.close()
+
+
 @pytest.mark.parametrize(
-    ("field", "value"), [("save_interval", -1), ("max_to_keep", 0), ("keep_period", -2), ("async_timeout_secs", 0)]
+    ("field", "value"),
+    [
+        ("save_interval", -1),
+        ("max_to_keep", 0),
+        ("keep_period", -2),
+        ("async_timeout_secs", 0),
+        ("writer_priority", "high"),
+    ],
 )
 def test_config_errors_name_the_field(field, value):
-    with pytest.raises(ValueError, match=f"CheckpointConfig.{field}={value}"):
+    with pytest.raises(ValueError, match=f"CheckpointConfig.{field}={value!r}"):
         CheckpointConfig(**{field: value})
