@@ -4,8 +4,11 @@ Each process feeds its half of a global batch with
 `make_array_from_process_local_data`; a jitted reduction over the (4, 1)
 mesh (and a loss with an FSDP-split kernel over a (2, 2) mesh, whose halves
 live in different processes) must print the same value in both processes,
-equal to the one-process computation over the whole batch. Loopback only;
-every wait is bounded. Run directly, this file is the worker.
+equal to the one-process computation over the whole batch. Then training
+through the runner (`vibe.scripts.training.train` with the multi-host flags,
+both processes writing into one run directory, only process 0 logging) must
+give the parameters of one process × 4 devices. Loopback only; every wait is
+bounded. Run directly, this file is the worker.
 """
 
 import json
@@ -14,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +31,7 @@ NUM_PROCESSES = 2
 LOCAL_DEVICES = 2
 BATCH, FEATURES, HIDDEN = 8, 16, 32
 TIMEOUT_S = 120
+TRAIN_TIMEOUT_S = 240  # a training worker compiles and trains: minutes on a loaded 2-core machine
 
 
 def problem() -> tuple[np.ndarray, np.ndarray]:
@@ -79,67 +84,106 @@ def worker(coordinator: str | None, process_id: int) -> None:
     print("RESULT " + json.dumps(out), flush=True)
 
 
+def train_worker(output_dir: str, exp_name: str, coordinator: str, num_processes: int, process_id: int) -> None:
+    import jax
+
+    from vibe.algorithms.ppo.config import PPOConfig
+    from vibe.checkpoint.config import CheckpointConfig
+    from vibe.config.train_config import TrainConfig
+    from vibe.scripts import training
+    from vibe.train.config import RunnerConfig
+
+    config = TrainConfig(
+        name="ppo",
+        env="CartPole-v1",
+        algo=PPOConfig(num_envs=4, num_steps=16, total_timesteps=4 * 16 * 4, hidden_sizes=(32, 32)),
+        runner=RunnerConfig(
+            output_dir=output_dir,
+            exp_name=exp_name,
+            updates_per_chunk=2,
+            eval_episodes=4,
+            wandb_mode="disabled",
+            coordinator_address=coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
+            checkpoint=CheckpointConfig(save_interval=2),
+        ),
+    )
+    result = training.train(config)
+    params = {
+        jax.tree_util.keystr(p): np.asarray(x).tolist()
+        for p, x in jax.tree_util.tree_flatten_with_path(result.state.params)[0]
+    }
+    out = {
+        "process_index": jax.process_index(),
+        "devices": jax.device_count(),
+        "mesh_size": result.state.obs.sharding.mesh.size,
+        "eval": np.asarray(result.eval_returns).tolist(),
+        "params": params,
+    }
+    print("RESULT " + json.dumps(out), flush=True)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def test_two_processes_agree_with_one_process() -> None:
-    coordinator = f"127.0.0.1:{free_port()}"
+def launch(args: list[str], devices: int, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """This file as a worker process with `devices` CPU devices and the parent's imports."""
     env = dict(
         os.environ,
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={LOCAL_DEVICES}",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
         JAX_PLATFORMS="cpu",
         PYTHONPATH=os.pathsep.join(p for p in sys.path if p),  # the parent's imports (the repo, bazel's runfiles)
     )
     for name in (distributed.COORDINATOR_ENV, distributed.NUM_PROCESSES_ENV, distributed.PROCESS_ID_ENV):
         env.pop(name, None)
-    # Process 0 gets its arguments on the command line, process 1 through the environment.
-    commands = [[coordinator, "0"], ["env", "1"]]
-    envs = [
-        env,
-        dict(
-            env,
-            **{
-                distributed.COORDINATOR_ENV: coordinator,
-                distributed.NUM_PROCESSES_ENV: str(NUM_PROCESSES),
-                distributed.PROCESS_ID_ENV: "1",
-            },
-        ),
-    ]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), *command],
-            env=process_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for command, process_env in zip(commands, envs, strict=True)
-    ]
-    outputs = []
-    deadline = time.monotonic() + TIMEOUT_S  # one bound for both processes
+    return subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), *args],
+        env={**env, **(extra_env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def results(procs: list[subprocess.Popen], timeout_s: float) -> list[dict[str, Any]]:
+    """Each worker's RESULT line, parsed; one time bound for all of them, stragglers killed."""
+    outputs, deadline = [], time.monotonic() + timeout_s
     try:
         for p in procs:
-            stdout, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            outputs.append(stdout)
+            outputs.append(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    results = []
+    parsed = []
     for i, (p, stdout) in enumerate(zip(procs, outputs, strict=True)):
         assert p.returncode == 0, f"process {i} exited with {p.returncode}:\n{stdout}"
         lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
         assert len(lines) == 1, f"process {i} printed no result:\n{stdout}"
-        results.append(json.loads(lines[0].removeprefix("RESULT ")))
+        parsed.append(json.loads(lines[0].removeprefix("RESULT ")))
+    return parsed
+
+
+def test_two_processes_agree_with_one_process() -> None:
+    coordinator = f"127.0.0.1:{free_port()}"
+    # Process 0 gets its arguments on the command line, process 1 through the environment.
+    joined_by_env = {
+        distributed.COORDINATOR_ENV: coordinator,
+        distributed.NUM_PROCESSES_ENV: str(NUM_PROCESSES),
+        distributed.PROCESS_ID_ENV: "1",
+    }
+    procs = [launch([coordinator, "0"], LOCAL_DEVICES), launch(["env", "1"], LOCAL_DEVICES, joined_by_env)]
+    results_ = results(procs, TIMEOUT_S)
 
     x, w = problem()
     expected_sum = float(jax.jit(batch_sum)(x))
     expected_loss = float(jax.jit(loss)(w, x))
-    for i, r in enumerate(results):
+    for i, r in enumerate(results_):
         assert r["joined"] and r["process_index"] == i and r["primary"] == (i == 0)
         assert (r["devices"], r["local_devices"]) == (NUM_PROCESSES * LOCAL_DEVICES, LOCAL_DEVICES)
         assert r["collectives"] == "gloo"  # the pinned JAX's default; nothing in vibe sets it
@@ -147,7 +191,7 @@ def test_two_processes_agree_with_one_process() -> None:
         assert r["w_spec"] == [None, mesh_lib.FSDP_AXIS]
         np.testing.assert_allclose(r["sum"], expected_sum, rtol=1e-6)
         np.testing.assert_allclose(r["loss"], expected_loss, rtol=1e-6)
-    assert results[0]["sum"] == results[1]["sum"] and results[0]["loss"] == results[1]["loss"]
+    assert results_[0]["sum"] == results_[1]["sum"] and results_[0]["loss"] == results_[1]["loss"]
 
 
 def test_one_process_needs_no_coordinator(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,5 +213,31 @@ def test_initialize_errors_name_the_setting(monkeypatch: pytest.MonkeyPatch) -> 
         distributed.initialize()
 
 
+def test_two_processes_train_like_one_process_with_four_devices(tmp_path: Any) -> None:
+    coordinator = f"127.0.0.1:{free_port()}"
+    out = str(tmp_path)
+    # The reference first: the machine has 2 cores, and three JAX processes at once only slow each other.
+    (single,) = results([launch(["train", out, "single", "", "1", "0"], 4)], TRAIN_TIMEOUT_S)
+    two = results([launch(["train", out, "multi", coordinator, "2", str(i)], 2) for i in range(2)], TRAIN_TIMEOUT_S)
+
+    assert single["devices"] == single["mesh_size"] == 4
+    for i, r in enumerate(two):
+        assert (r["process_index"], r["devices"], r["mesh_size"]) == (i, 4, 4)
+        for name, expected in single["params"].items():
+            np.testing.assert_allclose(r["params"][name], expected, rtol=0, atol=1e-5, err_msg=name)
+        assert r["eval"] == two[0]["eval"]
+    # One metrics file, written by process 0 alone: one row per chunk and one evaluation row.
+    with open(tmp_path / "ppo" / "multi" / "metrics.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    assert [row["step"] for row in rows] == [128, 256, 256]
+    assert (tmp_path / "ppo" / "multi" / "config.json").exists()
+    # Both processes saved into the one directory: the final update's checkpoint is the one kept.
+    assert [d for d in os.listdir(tmp_path / "ppo" / "multi") if d.isdigit()] == ["4"]
+
+
 if __name__ == "__main__":
-    worker(None if sys.argv[1] == "env" else sys.argv[1], int(sys.argv[2]))
+    if sys.argv[1] == "train":
+        _, _, output_dir, exp_name, coordinator, num_processes, process_id = sys.argv
+        train_worker(output_dir, exp_name, coordinator, int(num_processes), int(process_id))
+    else:
+        worker(None if sys.argv[1] == "env" else sys.argv[1], int(sys.argv[2]))

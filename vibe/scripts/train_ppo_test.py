@@ -52,3 +52,21 @@ def test_resume_with_nothing_to_resume_exits_with_a_clear_reason(tmp_path, monke
     err = capsys.readouterr().err
     assert "[E] nothing to resume" in err and "run without --resume" in err and "Traceback" not in err
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--fsdp-devices", "3"], "RunnerConfig.fsdp_devices=3: Number of devices 1 must be divisible"),
+        (["--devices", "8"], "RunnerConfig.devices=8 but only 1 device(s) are visible; pass --devices 0"),
+        (["--num-processes", "2"], "num_processes=2 needs a coordinator address"),
+    ],
+)
+def test_device_settings_that_do_not_fit_exit_2_naming_the_field(tmp_path, monkeypatch, capsys, flags, message):
+    monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        train_ppo.main([*SHORT, *QUIET, *flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "checkpoints").exists()  # refused before the run directory is touched

@@ -2,6 +2,7 @@
 
 import dataclasses
 import logging
+import sys
 
 from vibe.algorithms.dqn.agent import DQN
 from vibe.algorithms.dqn.config import DQNConfig
@@ -36,13 +37,21 @@ def make_algorithm(config: TrainConfig) -> Algorithm:
 
 def train(config: TrainConfig) -> runner.TrainResult:
     """Trains and evaluates `config`. A refused run directory (exists without --resume/--overwrite,
-    or nothing to resume) exits with status 1 and a one-line reason, touching nothing."""
+    or nothing to resume) exits with status 1 and a one-line reason, touching nothing; device and
+    multi-host settings that do not fit the machine exit with status 2, like any bad flag."""
     run = config.runner
-    # Before anything touches a device: building the env already does.
-    distributed.initialize(run.coordinator_address or None, run.num_processes, run.process_id)
+    try:
+        # Before anything touches a device: building the env already does.
+        distributed.initialize(run.coordinator_address or None, run.num_processes, run.process_id)
+    except ValueError as e:
+        print(f"error: RunnerConfig (multi-host): {e}", file=sys.stderr)
+        raise SystemExit(2) from e
     algorithm = make_algorithm(config)
     try:
         return runner.train(algorithm, config.runner, run_name=config.name, hparams=dataclasses.asdict(config))
     except (FileExistsError, FileNotFoundError) as e:
         logger.error("%s", e)
         raise SystemExit(1) from e
+    except runner.DeviceConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from e

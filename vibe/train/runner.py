@@ -139,14 +139,24 @@ def train(algorithm: Algorithm, config: RunnerConfig, *, run_name: str, hparams:
     return result
 
 
+class DeviceConfigError(ValueError):
+    """`--devices`/`--fsdp-devices` do not fit the devices this run sees (a user error, not a bug)."""
+
+
 def make_run_mesh(config: RunnerConfig) -> jax.sharding.Mesh:
     """The `(batch, fsdp)` mesh over the devices `config` asks for (all of them by default)."""
     devices = jax.devices()
     if config.devices > len(devices):
-        raise ValueError(f"RunnerConfig.devices={config.devices} but only {len(devices)} devices are visible")
+        raise DeviceConfigError(
+            f"RunnerConfig.devices={config.devices} but only {len(devices)} device(s) are visible; "
+            f"pass --devices 0 (all) or at most {len(devices)}"
+        )
     if config.devices and jax.process_count() > 1 and config.devices != len(devices):
-        raise ValueError("RunnerConfig.devices must be 0 (all devices) in a multi-process run")
-    return mesh_lib.make_mesh(config.fsdp_devices, devices[: config.devices or len(devices)])
+        raise DeviceConfigError("RunnerConfig.devices must be 0 (all devices) in a multi-process run")
+    try:
+        return mesh_lib.make_mesh(config.fsdp_devices, devices[: config.devices or len(devices)])
+    except ValueError as e:
+        raise DeviceConfigError(f"RunnerConfig.fsdp_devices={config.fsdp_devices}: {e}") from e
 
 
 def _train(
