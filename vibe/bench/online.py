@@ -29,8 +29,8 @@ import tyro
 
 from vibe.bench import report
 from vibe.config import presets
+from vibe.envs import wrappers
 from vibe.envs.evaluate import evaluate
-from vibe.envs.wrappers import AutoReset
 from vibe.scripts import training
 from vibe.train.algorithm import Algorithm
 from vibe.train.loop import make_train_chunk
@@ -54,20 +54,22 @@ class Args:
 
 
 def env_only_steps_per_second(algorithm: Algorithm, num_envs: int, steps: int) -> float:
-    """Steps/s of `num_envs` auto-resetting envs under random actions, all in one jit."""
-    env, params = AutoReset(algorithm.env), algorithm.env_params
-    action_space = env.action_space(params)
+    """Steps/s of `num_envs` auto-resetting envs under random actions, all in one jit.
+
+    The envs are vectorised as PPO's are (`wrappers.vectorize`: a reset only on steps where an env is done).
+    """
+    params = algorithm.env_params
+    envs = wrappers.vectorize(wrappers.AutoReset(algorithm.env), num_envs)
+    action_space = algorithm.env.action_space(params)
 
     def run(key: jax.Array) -> jax.Array:
-        state, _ = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), params)
+        state, _ = envs.reset(key, params)
 
         def body(carry: Any, key: jax.Array) -> tuple[Any, None]:
             state, total = carry
             action_key, step_key = jax.random.split(key)
             action = jax.vmap(action_space.sample)(jax.random.split(action_key, num_envs))
-            state, timestep = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(step_key, num_envs), state, action, params
-            )
+            state, timestep = envs.step(step_key, state, action, params)
             return (state, total + timestep.reward.sum()), None
 
         (_, total), _ = jax.lax.scan(body, (state, jnp.float32(0)), jax.random.split(key, steps))

@@ -1,6 +1,6 @@
 """Observation normalisation with running statistics that live in the env state.
 
-``NormalizeObservation`` wraps a *vectorised* env (``VecEnv``): all ``n`` envs
+``NormalizeObservation`` wraps a *vectorised* env (``wrappers.vectorize``): all ``n`` envs
 share one ``RunningMeanStd`` (mean, var, count; float32, the shape of one
 observation), updated on every ``reset``/``step`` with the batch of new raw
 observations. Because the statistics are part of the env state, a trainer that
@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from vibe.core import typing as at
 from vibe.core.types import TimeStep
 from vibe.envs import spaces
-from vibe.envs.wrappers import VecEnv
+from vibe.envs.env import Env
 
 # Initial count (gymnasium's RunningMeanStd epsilon): keeps the first merge finite.
 EPSILON_COUNT = 1e-4
@@ -113,29 +113,25 @@ class NormalizeObservationState:
 
 @dataclasses.dataclass(frozen=True)
 class NormalizeObservation:
-    """Normalises the observations of a ``VecEnv`` with running statistics shared by its envs.
+    """Normalises the observations of a vectorised env with running statistics shared by its envs.
 
-    Same interface as ``VecEnv`` (``reset``, ``step``, ``step_with_keys``, spaces,
-    ``num_envs``); observations come out float32 in ``[-clip, clip]``. To act
+    Same interface as the env it wraps (``reset``, ``step``, spaces); observations
+    come out float32 in ``[-clip, clip]``. To act
     on raw observations outside the training env (evaluation, serving), apply
     ``normalize(state.stats, obs, clip)`` (or ``self.normalize``) with the
     statistics of a trained state; they are frozen there.
 
     Attributes:
-        env: the vectorised env, e.g. ``VecEnv(wrappers.for_training(env), n)``.
+        env: the vectorised env, e.g. ``wrappers.vectorize(wrappers.for_training(env), n)``.
         clip: bound of the normalised observations.
     """
 
-    env: VecEnv
+    env: Env
     clip: float = DEFAULT_CLIP
 
     def __post_init__(self) -> None:
         if not self.clip > 0:
             raise ValueError(f"NormalizeObservation.clip must be > 0, got {self.clip!r}; {DEFAULT_CLIP} is usual.")
-
-    @property
-    def num_envs(self) -> int:
-        return self.env.num_envs
 
     @property
     def default_params(self) -> Any:
@@ -162,13 +158,8 @@ class NormalizeObservation:
     def step(
         self, key: at.Key, state: NormalizeObservationState, action: at.Array, params: Any
     ) -> tuple[NormalizeObservationState, TimeStep]:
-        return self.step_with_keys(jax.random.split(key, self.num_envs), state, action, params)
-
-    def step_with_keys(
-        self, keys: at.Key, state: NormalizeObservationState, action: at.Array, params: Any
-    ) -> tuple[NormalizeObservationState, TimeStep]:
-        """Steps all envs with already-split keys ``[n]``; see the module docstring for the order."""
-        env_state, timestep = self.env.step_with_keys(keys, state.env_state, action, params)
+        """Steps all envs; see the module docstring for the order."""
+        env_state, timestep = self.env.step(key, state.env_state, action, params)
         stats, timestep = self._observe(state.stats, timestep)
         return NormalizeObservationState(env_state, stats), timestep
 

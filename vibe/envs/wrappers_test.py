@@ -1,5 +1,7 @@
 """Tests for vibe.envs.wrappers: auto-reset keeps the final observation, episode statistics."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,3 +84,64 @@ def test_vec_env_batches_and_auto_resets_per_env():
     np.testing.assert_array_equal(timestep.info["done"], [True, True, True])
     np.testing.assert_array_equal(timestep.info["episode_length"], [2, 2, 2])
     np.testing.assert_array_equal(state.env_state.time, [0, 0, 0])
+
+
+def test_vectorize_lifts_auto_reset_above_the_vec_env():
+    env, params = _cartpole(max_steps=500)
+    vec = wrappers.vectorize(wrappers.for_training(env), num_envs=3)
+    assert isinstance(vec, wrappers.EpisodeStats) and isinstance(vec.env, wrappers.AutoReset)
+    assert vec.env.env == wrappers.VecEnv(env, 3)
+    state, timestep = vec.reset(jax.random.PRNGKey(0), params)
+    # The same pytree as vmapping the single-env stack, so states and checkpoints do not change.
+    single_state, _ = wrappers.VecEnv(wrappers.for_training(env), 3).reset(jax.random.PRNGKey(0), params)
+    assert jax.tree.structure(state) == jax.tree.structure(single_state)
+    assert timestep.info["episode_return"].shape == (3,)
+    step = jax.jit(vec.step)
+    action = jnp.ones(3, jnp.int32)
+
+    # No env done: nothing is reset; every env moves exactly as the plain env does.
+    before = state.env_state
+    state, timestep = step(jax.random.PRNGKey(1), state, action, params)
+    plain = jax.jit(jax.vmap(env.step, in_axes=(None, 0, 0, None)))(jax.random.PRNGKey(1), before, action, params)[1]
+    np.testing.assert_array_equal(timestep.obs, plain.obs)
+    np.testing.assert_array_equal(timestep.info["final_obs"], plain.obs)
+    np.testing.assert_array_equal(state.env_state.time, [1, 1, 1])
+
+    # Env 1 falls over: only it is reset and reports its episode; the others keep going.
+    inner = state.env_state
+    tipped = inner.replace(theta=inner.theta.at[1].set(0.2), theta_dot=inner.theta_dot.at[1].set(2.0))
+    state = dataclasses.replace(state, env_state=tipped)
+    state, timestep = step(jax.random.PRNGKey(2), state, action, params)
+    np.testing.assert_array_equal(timestep.info["done"], [False, True, False])
+    np.testing.assert_array_equal(timestep.terminated, [False, True, False])
+    np.testing.assert_array_equal(timestep.info["episode_length"], [0, 2, 0])
+    np.testing.assert_array_equal(timestep.info["episode_return"], [0.0, 2.0, 0.0])
+    np.testing.assert_array_equal(state.env_state.time, [2, 0, 2])
+    assert float(timestep.info["final_obs"][1, 2]) > 0.209  # the terminal observation survives
+    assert abs(float(timestep.obs[1, 2])) <= 0.05  # the new episode's first one
+    obs, final_obs = np.asarray(timestep.obs), np.asarray(timestep.info["final_obs"])
+    np.testing.assert_array_equal(obs[[0, 2]], final_obs[[0, 2]])
+    np.testing.assert_array_equal(state.episode_length, [2, 0, 2])
+
+
+def test_vectorize_under_vmap_equals_one_seed_at_a_time():
+    """Over seeds the reset ``cond`` becomes a select; the result must not change."""
+    env, params = _cartpole(max_steps=4)
+    vec = wrappers.vectorize(wrappers.for_training(env), num_envs=2)
+
+    def rollout(key: jax.Array) -> jax.Array:
+        state, _ = vec.reset(key, params)
+
+        def body(state, key):
+            state, timestep = vec.step(key, state, jnp.zeros(2, jnp.int32), params)
+            return state, (timestep.obs, timestep.info["final_obs"], timestep.info["episode_return"])
+
+        return jax.lax.scan(body, state, jax.random.split(key, 9))[1]
+
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(3)])
+    batched = jax.jit(jax.vmap(rollout))(keys)
+    for s in range(3):
+        one = jax.jit(rollout)(keys[s])
+        for b, o in zip(batched, one, strict=True):
+            np.testing.assert_array_equal(b[s], o)
+    assert float(batched[2].sum()) == 3 * 2 * 2 * 4.0  # 9 steps of 4-step episodes: 2 per env, return 4

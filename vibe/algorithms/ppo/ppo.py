@@ -7,9 +7,10 @@ jitted, donated function:
 
 - the rollout runs only the policy MLP; V(obs) and V(next_obs) are computed
   after it in batched critic passes over all ``[t, n]`` observations;
-- all rollout keys are split in two batched calls before the scan;
-- actions come from ``jax.random.categorical`` on the logits, or mean + std *
-  normal noise, with closed-form log-probabilities (no distribution objects);
+- the rollout's action and env keys are split in two batched calls before the scan;
+- actions come from the Gumbel-max trick on the logits, or mean + std * normal
+  noise, with the noise of the whole rollout drawn before its scan and
+  closed-form log-probabilities (no distribution objects);
 - minibatches come from one ``jax.random.permutation`` and a reshape.
 
 The action space picks the network once, at construction: ``ActorCritic``
@@ -23,7 +24,8 @@ log-probability is what the ratio needs.
 
 The env must be wrapped with ``vibe.envs.wrappers.for_training`` (auto-reset
 with ``info["final_obs"]`` and episode statistics); PPO vectorises it itself
-(``make_vec_env``), adding ``NormalizeObservation`` on top when
+(``make_vec_env``: ``wrappers.vectorize``, which resets only on steps where an
+env is done), adding ``NormalizeObservation`` on top when
 ``config.normalize_obs``. Then ``obs``, ``Transition.obs`` and ``next_obs`` are
 normalised, and ``policy_input`` maps raw observations to the network's input.
 """
@@ -76,17 +78,13 @@ class PPOState:
     env_steps: at.Int[at.Array, ""]
 
 
-# The vectorised training env: ``VecEnv``, or ``NormalizeObservation`` over it.
-TrainEnv = wrappers.VecEnv | normalize.NormalizeObservation
-
-
-def make_vec_env(config: PPOConfig, env: Env) -> TrainEnv:
+def make_vec_env(config: PPOConfig, env: Env) -> Env:
     """``num_envs`` copies of the (``for_training``-wrapped) ``env``, observation-normalised if configured.
 
     Normalisation sits on top of the vectorised env so the statistics are shared by all envs
     and ``info["final_obs"]`` is normalised with the same statistics as ``obs``.
     """
-    vec_env = wrappers.VecEnv(env, config.num_envs)
+    vec_env = wrappers.vectorize(env, config.num_envs)
     return normalize.NormalizeObservation(vec_env) if config.normalize_obs else vec_env
 
 
@@ -140,16 +138,29 @@ def state_values(network: Network, params: Any, obs: at.Float[at.Array, "... obs
     return cast(at.Array, network.apply(params, obs, method="value"))
 
 
-def sample_action(network: Network, output: PolicyOutput, key: at.Key) -> tuple[at.Array, at.Float[at.Array, "..."]]:
-    """``(action, log_prob)`` sampled from the policy ``output``; one key for all leading axes.
+def draw_noise(network: Network, key: at.Key, batch_shape: tuple[int, ...]) -> at.Array:
+    """All the randomness ``sample_action`` needs for ``batch_shape`` policy outputs, in one call:
+    Gumbel noise ``[*batch_shape, a]`` (discrete) or standard normal noise ``[*batch_shape, act]`` (Box).
 
-    Discrete: int32 ``[...]``. Box: ``mean + exp(log_std) * noise``, float ``[..., act]``, NOT clipped.
+    The rollout draws it for every step before its scan, so no PRNG runs inside the loop.
+    """
+    draw = jax.random.normal if isinstance(network, GaussianActorCritic) else jax.random.gumbel
+    return draw(key, (*batch_shape, network.action_dim))
+
+
+def sample_action(
+    network: Network, output: PolicyOutput, noise: at.Array
+) -> tuple[at.Array, at.Float[at.Array, "..."]]:
+    """``(action, log_prob)`` sampled from the policy ``output`` with ``draw_noise``'s ``noise``.
+
+    Discrete: int32 ``[...]``, ``argmax(logits + gumbel)`` (the Gumbel-max trick, as
+    ``jax.random.categorical`` samples). Box: ``mean + exp(log_std) * noise``, float ``[..., act]``, NOT clipped.
     """
     if isinstance(network, GaussianActorCritic):
         mean, log_std = output
-        action = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+        action = mean + jnp.exp(log_std) * noise
         return action, losses.gaussian_log_prob(mean, log_std, action)
-    action = jax.random.categorical(key, output).astype(jnp.int32)
+    action = jnp.argmax(output + noise, axis=-1).astype(jnp.int32)
     return action, losses.categorical_log_prob(output, action)
 
 
@@ -189,7 +200,6 @@ def init(config: PPOConfig, env: Env, env_params: Any, key: at.Key) -> PPOState:
     obs_space = env.observation_space(env_params)
     params = network.init(net_key, jnp.zeros(obs_space.shape, obs_space.dtype))
     opt_state = make_optimizer(config).init(params)
-    # VecEnv.reset splits env_key into num_envs keys, one per env.
     env_state, timestep = make_vec_env(config, env).reset(env_key, env_params)
     missing = {"final_obs", "episode_return", "episode_length", "done"} - set(timestep.info)
     if missing:
@@ -213,24 +223,24 @@ def collect_rollout(
         ``[t, n]`` arrays ``episode_return``, ``episode_length`` and ``done``
         from ``EpisodeStats`` (returns and lengths are 0 where not done).
     """
-    key, action_key, env_key = jax.random.split(state.key, 3)
-    action_keys = jax.random.split(action_key, config.num_steps)
-    env_keys = jax.random.split(env_key, (config.num_steps, config.num_envs))
-    step_envs = make_vec_env(config, env).step_with_keys
+    key, noise_key, env_key = jax.random.split(state.key, 3)
+    noise = draw_noise(network, noise_key, (config.num_steps, config.num_envs))
+    env_keys = jax.random.split(env_key, config.num_steps)
+    step_envs = make_vec_env(config, env).step
     action_space = env.action_space(env_params)
     params = state.params
 
-    def step(carry: tuple[Any, at.Array], keys: tuple[at.Key, at.Key]) -> tuple[tuple[Any, at.Array], Any]:
+    def step(carry: tuple[Any, at.Array], keys: tuple[at.Array, at.Key]) -> tuple[tuple[Any, at.Array], Any]:
         env_state, obs = carry
-        action_key, step_keys = keys
-        action, log_prob = sample_action(network, policy_output(network, params, obs), action_key)
-        env_state, timestep = step_envs(step_keys, env_state, env_action(action_space, action), env_params)
+        step_noise, env_key = keys
+        action, log_prob = sample_action(network, policy_output(network, params, obs), step_noise)
+        env_state, timestep = step_envs(env_key, env_state, env_action(action_space, action), env_params)
         info = timestep.info
         out = (obs, action, log_prob, timestep.reward, timestep.terminated, timestep.truncated, info["final_obs"])
         episodes = {k: info[k] for k in ("episode_return", "episode_length", "done")}
         return (env_state, timestep.obs), (out, episodes)
 
-    (env_state, obs), (out, episodes) = jax.lax.scan(step, (state.env_state, state.obs), (action_keys, env_keys))
+    (env_state, obs), (out, episodes) = jax.lax.scan(step, (state.env_state, state.obs), (noise, env_keys))
     obs_seq, action, log_prob, reward, terminated, truncated, next_obs = out
     value = state_values(network, params, obs_seq)
     transitions = Transition(obs_seq, action, reward, terminated, truncated, next_obs, log_prob, value)
@@ -332,7 +342,11 @@ def act(
     """Env actions for ``obs``: the mode when ``greedy`` (argmax, or the Gaussian mean), else a
     sample; Box actions clipped to ``action_space``'s bounds."""
     output = policy_output(network, params, obs)
-    action = greedy_action(network, output) if greedy else sample_action(network, output, key)[0]
+    if greedy:
+        action = greedy_action(network, output)
+    else:
+        batch_shape = (output[0] if isinstance(network, GaussianActorCritic) else output).shape[:-1]
+        action = sample_action(network, output, draw_noise(network, key, batch_shape))[0]
     return env_action(action_space, action)
 
 

@@ -246,7 +246,7 @@ def test_normalize_obs_off_keeps_the_plain_env_state():
     env, params = _setup(SMALL)
     state = ppo.init(SMALL, env, params, jax.random.PRNGKey(0))
     assert isinstance(state.env_state, wrappers.EpisodeStatsState)
-    assert isinstance(ppo.make_vec_env(SMALL, env), wrappers.VecEnv)
+    assert not isinstance(ppo.make_vec_env(SMALL, env), normalize.NormalizeObservation)
     obs = jnp.ones((2, 4))
     assert ppo.policy_input(SMALL, env, state, obs) is obs
 
