@@ -14,7 +14,11 @@ For each preset's default run state, after a warm-up past any learning start:
   saves per run), its chunks with no save against the same chunks after a
   save, until that save is committed (the runner's next save waits for it);
 - the blocking part of a save (the host copy), the time until it is
-  committed, the time to restore the latest checkpoint, and its size on disk.
+  committed, the time to restore the latest checkpoint, and its size on disk;
+- the floor: the same chunk next to a process that only spins at the writer's
+  priority. On a 2-vCPU VM any CPU use on the other core slows the chunk, even
+  at SCHED_IDLE (which never takes a core from a runnable thread); a writer
+  that is busy during the whole chunk cannot beat this row.
 
 Medians over repeats; prints a table and writes JSON. Other processes on the
 host add noise: rerun when in doubt.
@@ -23,6 +27,8 @@ host add noise: rerun when in doubt.
 import dataclasses
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Literal
@@ -50,6 +56,18 @@ class Args:
     interval_repeats: int = 5  # timed repetitions of the save interval, with and without a save
     writer_priority: Literal["idle", "low"] = "idle"  # CheckpointConfig.writer_priority
     out: str = "bench_results/checkpoint.json"  # JSON output, relative to where the command runs
+
+
+# A busy loop at the writer's priority (what `writer._BOOT` sets), for the floor row.
+_SPINNER = """
+import os, sys
+if sys.argv[1] == "idle":
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+else:
+    os.setpriority(os.PRIO_PROCESS, 0, 19)
+while True:
+    pass
+"""
 
 
 def directory_bytes(path: str) -> int:
@@ -85,6 +103,7 @@ def bench_preset(name: str, args: Args) -> dict:
         checkpoints.save(manager, step, state, {"preset": name})  # starts the writer
         manager.wait_until_finished()
         alone, back_to_back, with_save, in_flight, blocking, committed, restore = [], [], [], [], [], [], []
+        spinning = []
         for _ in range(args.repeats):
             # Chunks as in the runner, then: a chunk right after one, one after the host copied the state (what
             # any save has to do before the state may be donated; the same gap before the chunk, as a chunk
@@ -101,6 +120,13 @@ def bench_preset(name: str, args: Args) -> dict:
             in_flight.append(manager.is_saving_in_progress())
             manager.wait_until_finished()
             committed.append(time.perf_counter() - t0)
+            spinner = subprocess.Popen([sys.executable, "-c", _SPINNER, args.writer_priority])
+            try:
+                time.sleep(0.05)  # started and spinning
+                spinning.append(run([args.updates_per_chunk]))
+            finally:
+                spinner.kill()
+                spinner.wait()
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             checkpoints.restore(manager, jax.eval_shape(lambda s: s, state))
@@ -126,6 +152,8 @@ def bench_preset(name: str, args: Args) -> dict:
         "chunk_seconds_back_to_back": statistics.median(back_to_back),
         "chunk_seconds_with_save_in_flight": chunk_with_save,
         "slowdown": chunk_with_save / chunk_alone,
+        "chunk_seconds_next_to_busy_loop": statistics.median(spinning),
+        "floor_slowdown": statistics.median(spinning) / chunk_alone,
         "saves_in_flight_at_chunk_end": sum(in_flight),
         "interval_updates": interval,
         "interval_seconds": statistics.median(interval_alone),
@@ -139,6 +167,7 @@ def bench_preset(name: str, args: Args) -> dict:
             "chunk_seconds": alone,
             "chunk_seconds_back_to_back": back_to_back,
             "chunk_seconds_with_save_in_flight": with_save,
+            "chunk_seconds_next_to_busy_loop": spinning,
             "interval_seconds": interval_alone,
             "interval_seconds_with_save": interval_with_save,
         },
@@ -161,6 +190,10 @@ def main(args: Args) -> None:
                 f"{r['saves_in_flight_at_chunk_end']}/{n})",
             ),
             (f"{p}: slowdown vs after a host copy (goal <= 1.10)", f"{r['slowdown']:.2f}x"),
+            (
+                f"{p}: floor: same chunk next to a busy loop at the writer's priority",
+                f"{r['chunk_seconds_next_to_busy_loop'] * 1e3:.1f} ms, {r['floor_slowdown']:.2f}x",
+            ),
             (
                 f"{p}: slowdown vs after a chunk",
                 f"{r['chunk_seconds_with_save_in_flight'] / r['chunk_seconds_back_to_back']:.2f}x",
