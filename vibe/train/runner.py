@@ -197,7 +197,7 @@ def _train(
         start_update, state = checkpoints.restore(manager, abstract_state)
         # Rows logged after the restored checkpoint belong to the lost tail of the run.
         dropped = 0
-        if distributed.is_primary():
+        if primary:
             dropped = truncate_metrics(os.path.join(run_dir, "metrics.jsonl"), start_update * steps_per_update)
         logger.info(
             "Resuming %s from update %d/%d (env step %s)%s",
@@ -209,7 +209,7 @@ def _train(
         )
     else:
         start_update, state = 0, jax.jit(init, out_shardings=shardings)(init_key)
-        if distributed.is_primary():
+        if primary:
             with open(os.path.join(run_dir, "config.json"), "w") as f:
                 json.dump(hparams, f, indent=2, default=str)
         logger.info(
@@ -237,7 +237,7 @@ def _train(
     logger.info("Compiled the train chunk (%d updates, %d seed(s)) in %.1f s", chunk_size, len(seeds), compile_seconds)
 
     update, train_seconds = start_update, 0.0
-    with MetricsWriter(os.path.join(run_dir, "metrics.jsonl"), enabled=distributed.is_primary()) as writer:
+    with MetricsWriter(os.path.join(run_dir, "metrics.jsonl"), enabled=primary) as writer:
         bar = console.progress_bar(total_updates * steps_per_update, initial=start_update * steps_per_update)
         try:
             while update < end_update:
