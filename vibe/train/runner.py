@@ -122,7 +122,7 @@ def train(algorithm: Algorithm, config: RunnerConfig, *, run_name: str, hparams:
     )
     try:
         with mesh_lib.set_mesh(mesh):
-            result = _train(algorithm, config, mesh, manager, resuming, run_dir, hparams, wandb)
+            result = _train(algorithm, config, mesh, manager, resuming, run_dir, hparams, wandb, primary)
     except BaseException:
         wandb.close(exit_code=1)
         raise
@@ -168,6 +168,7 @@ def _train(
     run_dir: str,
     hparams: Mapping[str, Any],
     wandb: WandbLogger,
+    primary: bool,
 ) -> TrainResult:
     total_updates, steps_per_update = algorithm.num_updates, algorithm.steps_per_update
     seeds = [config.seed + i for i in range(config.num_seeds)]
