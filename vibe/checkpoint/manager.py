@@ -6,7 +6,11 @@ A checkpoint is one orbax step (the update count) with three items:
   that loads without vibe (`ocp.StandardCheckpointer().restore(dir/params)`);
 - `train_state`: everything else the run needs to continue bit-for-bit
   (optimizer state, env states and observations, RNG key, replay buffer,
-  counters): the run state with `params` left out;
+  counters): the run state with `params` left out. The writer process stores
+  it as one byte array (`{"bytes": uint8[n]}`, each leaf's offset, shape and
+  dtype in the assets' `packed_layouts`): orbax's CPU cost grows with the
+  number of arrays. Multi-process saves store one array per leaf;
+  `restore` reads both;
 - `assets`: JSON with the resolved config and the env's observation/action spec.
 
 Saves are asynchronous: `save` copies the arrays to host memory (the host loop
@@ -25,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
@@ -67,7 +72,7 @@ class CheckpointManager:
     def save(self, step: int, items: dict[str, Any], assets: dict[str, Any]) -> None:
         """Starts writing `items` (item name → pytree of arrays) and `assets` (JSON) as checkpoint `step`."""
         if self._writer is not None:
-            self._writer.save(step, items, assets)
+            self._writer.save(step, items, assets, packed=("train_state",))
             return
         # Copies: the caller donates the arrays to its next train chunk while orbax still reads them.
         items = jax.tree.map(lambda x: x.copy(), items)
@@ -202,23 +207,50 @@ def restore(manager: Any, abstract_state: State, step: int | None = None) -> tup
     if step is None:
         raise FileNotFoundError(f"no complete checkpoint in {manager.directory}")
     params, train_state, paths = _split(jax.tree.map(_placed, abstract_state))
-    saved_paths = restore_assets(manager, step).get("train_state_paths")
+    assets = restore_assets(manager, step)
+    saved_paths = assets.get("train_state_paths")
     if saved_paths != paths:
         raise ValueError(
             f"checkpoint {step} in {manager.directory} holds a different run state layout than this code builds "
             f"(e.g. another algorithm or config); resume it with the config it was written with"
         )
+    layout = assets.get(writer.PACKED_LAYOUTS, {}).get("train_state")
+    # A packed train_state is one byte array: read to host memory (a numpy template), then split.
+    template = train_state if layout is None else {"bytes": np.zeros(sum(map(_nbytes, layout)), np.uint8)}
     restored = manager.restore(
         step,
         args=ocp.args.Composite(
             params=ocp.args.StandardRestore(params),
-            train_state=ocp.args.StandardRestore(train_state),
+            train_state=ocp.args.StandardRestore(template),
         ),
     )
+    if layout is None:
+        leaves = [restored.train_state[key] for key in sorted(restored.train_state)]
+    else:
+        leaves = _unpack(np.asarray(restored.train_state["bytes"]), layout, train_state, paths, manager, step)
     rest = abstract_state.replace(params=None)
-    leaves = [restored.train_state[key] for key in sorted(restored.train_state)]
     state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(rest), leaves)
     return step, state.replace(params=restored.params)
+
+
+def _nbytes(entry: Any) -> int:
+    _, shape, dtype = entry
+    return int(np.prod(shape, dtype=np.int64)) * jnp.dtype(dtype).itemsize
+
+
+def _unpack(data: np.ndarray, layout: list, abstract: dict[str, Any], paths: list[str], manager: Any, step: int):
+    """The leaves of a packed `train_state` (`data`, its bytes), placed as `abstract` (a flat dict) says."""
+    arrays = []
+    for (offset, shape, dtype), key, path in zip(layout, sorted(abstract), paths, strict=True):
+        want = abstract[key]
+        if tuple(shape) != want.shape or jnp.dtype(dtype) != want.dtype:
+            raise ValueError(
+                f"checkpoint {step} in {manager.directory} holds train_state{path} as {dtype}{list(shape)}, but this "
+                f"config builds {want.dtype}{list(want.shape)}; resume it with the config it was written with"
+            )
+        host = np.frombuffer(data, jnp.dtype(dtype), int(np.prod(shape, dtype=np.int64)), offset).reshape(shape)
+        arrays.append(jax.make_array_from_callback(want.shape, want.sharding, lambda index, host=host: host[index]))
+    return arrays
 
 
 def restore_assets(manager: Any, step: int | None = None) -> dict[str, Any]:

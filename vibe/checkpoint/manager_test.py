@@ -93,6 +93,19 @@ def test_round_trip_is_exact_and_params_load_without_vibe(tmp_path):
     np.testing.assert_array_equal(params["w"], state.params["w"])
 
 
+def test_train_state_is_one_byte_array_and_a_changed_shape_is_named(tmp_path):
+    manager, _ = open_dir(tmp_path / "run", overwrite=False, resume=False)
+    checkpoints.save(manager, 1, make_state(3), {})
+    manager.close()
+    saved = ocp.StandardCheckpointer().restore(os.path.join(tmp_path, "run", "1", "train_state"))
+    assert list(saved) == ["bytes"] and saved["bytes"].dtype == np.uint8
+    manager, _ = open_dir(tmp_path / "run", overwrite=False, resume=True)
+    wider = jax.eval_shape(lambda: make_state(0).replace(key=jnp.zeros(3, jnp.uint32)))
+    with pytest.raises(ValueError, match=r"holds train_state\.key as uint32\[2\], but this config builds uint32\[3\]"):
+        checkpoints.restore(manager, wider)
+    manager.close()
+
+
 def test_resume_finds_the_latest_checkpoint(tmp_path):
     manager, _ = open_dir(tmp_path / "run", overwrite=False, resume=False)
     for step in (1, 2):

@@ -118,8 +118,9 @@ def test_pack_lays_out_every_dtype_and_shape_for_the_child():
     params = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": jnp.ones(3, jnp.bfloat16)}
     train_state = {"00000": np.int32(7), "00001": jnp.array([1, 2], jnp.uint32), "00002": jnp.array(True)}
     buffer = writer._SharedBuffer()
-    header_offset, size = writer._pack(buffer, {"params": params, "train_state": train_state}, {"x": 1})
-    assert header_offset % 64 == 0 and size <= buffer.size
+    items = {"params": params, "train_state": train_state}
+    header_offset, size = writer._pack(buffer, items, {"x": 1}, packed=("train_state",))
+    assert size <= buffer.size
     written = {}
 
     class Manager:  # records what the child hands to orbax
@@ -129,9 +130,16 @@ def test_pack_lays_out_every_dtype_and_shape_for_the_child():
     request = {"step": 5, "size": size, "header_offset": header_offset, "directory": "/nonexistent"}
     writer._write(Manager(), request, buffer.fd)
     args = written["args"]
-    assert written["step"] == 5 and args.assets.item == {"x": 1}
-    for saved, original in [(args.params.item, params), (args.train_state.item, train_state)]:
-        for key, value in original.items():
-            assert saved[key].shape == np.shape(value) and saved[key].dtype == np.asarray(value).dtype
-            np.testing.assert_array_equal(saved[key], np.asarray(value))
+    assert written["step"] == 5 and args.assets.item["x"] == 1
+    for key, value in params.items():  # one array per leaf
+        saved = args.params.item[key]
+        assert saved.shape == np.shape(value) and saved.dtype == np.asarray(value).dtype
+        np.testing.assert_array_equal(saved, np.asarray(value))
+    # The packed item: one byte array, the leaves back to back in key order, and their layout in the assets.
+    packed = args.train_state.item["bytes"]
+    hosts = [np.asarray(train_state[key]) for key in sorted(train_state)]
+    assert packed.dtype == np.uint8 and packed.tobytes() == b"".join(h.tobytes() for h in hosts)
+    offsets = np.cumsum([0] + [h.nbytes for h in hosts[:-1]]).tolist()
+    expected = [(o, h.shape, h.dtype.name) for o, h in zip(offsets, hosts, strict=True)]
+    assert args.assets.item[writer.PACKED_LAYOUTS] == {"train_state": expected}
     buffer.close()
