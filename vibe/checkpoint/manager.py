@@ -249,7 +249,7 @@ def _unpack(data: np.ndarray, layout: list, abstract: dict[str, Any], paths: lis
                 f"config builds {want.dtype}{list(want.shape)}; resume it with the config it was written with"
             )
         host = np.frombuffer(data, jnp.dtype(dtype), int(np.prod(shape, dtype=np.int64)), offset).reshape(shape)
-        arrays.append(jax.make_array_from_callback(want.shape, want.sharding, lambda index, host=host: host[index]))
+        arrays.append(jax.make_array_from_callback(want.shape, want.sharding, host.__getitem__))
     return arrays
 
 

@@ -145,7 +145,9 @@ def _pack(buffer: _SharedBuffer, items: dict[str, Any], assets: Any, packed: Col
             if isinstance(leaf, jax.Array) and any(d.platform != "cpu" for d in leaf.devices()):
                 leaf.copy_to_host_async()
     copies: list[tuple[np.ndarray, int]] = []  # (host array, its offset in the buffer)
-    trees, layouts, offset = {}, {}, 0
+    trees: dict[str, Any] = {}
+    layouts: dict[str, list[tuple[int, tuple[int, ...], str]]] = {}
+    offset = 0
     for name, (leaves, treedef) in flat.items():
         hosts = [_on_host(leaf) for leaf in leaves]
         if name in packed:
