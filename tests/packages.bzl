@@ -15,6 +15,7 @@ PY_PACKAGES = [
     "//vibe/checkpoint",
     "//vibe/config",
     "//vibe/core",
+    "//vibe/data",
     "//vibe/envs",
     "//vibe/logging",
     "//vibe/networks",

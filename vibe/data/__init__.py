@@ -1,0 +1,1 @@
+"""Datasets for offline RL and imitation: LeRobot reader/writer, transforms, norm stats, loaders."""
