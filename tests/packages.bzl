@@ -19,6 +19,7 @@ PY_PACKAGES = [
     "//vibe/envs",
     "//vibe/logging",
     "//vibe/networks",
+    "//vibe/policies",
     "//vibe/scripts",
     "//vibe/sharding",
     "//vibe/train",
