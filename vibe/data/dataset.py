@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
+import numpy.typing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +23,7 @@ class Feature:
     """
 
     shape: tuple[int, ...]
-    dtype: np.dtype
+    dtype: np.typing.DTypeLike  # normalized to an np.dtype
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
