@@ -34,8 +34,8 @@ class Env(Protocol):
         """Applies ``action``: ``(next_state, TimeStep(next_obs, reward, terminated, truncated, info))``."""
         ...
 
-    def observation_space(self, params: Any) -> spaces.Box:
-        """Space of one observation, from concrete (not traced) params."""
+    def observation_space(self, params: Any) -> spaces.Space:
+        """Space of one observation (a ``Box``, an ``Image``...), from concrete (not traced) params."""
         ...
 
     def action_space(self, params: Any) -> spaces.Discrete | spaces.Box:

@@ -6,6 +6,15 @@ episode inside its info; vibe wants a plain env that does not reset by itself
 underlying ``step_env`` (five values: obs, state, reward, terminated, info) and
 ``is_truncated(state, params)`` directly, keeping terminated (a terminal MDP
 state: do not bootstrap) and truncated (the time limit: bootstrap) apart.
+
+MinAtar (``Breakout-MinAtar``, ``SpaceInvaders-MinAtar``, ``Asterix-MinAtar``,
+``Freeway-MinAtar``, ``Seaquest-MinAtar``): gymnax 1.0.1 builds each frame as
+bool feature planes and returns it cast to float32 0/1, declared as a float
+``Box(0, 1)``. The adapter casts it back to bool (lossless) and declares
+``Image(10, 10, C, dtype=bool)``: a replay buffer then stores 1 byte per pixel
+instead of 4, and encoders know the planes are binary. bool rather than uint8
+because uint8 images mean intensities in [0, 255] here (``NormalizeImage``
+maps 255 to 1), which would squash a 0/1 plane to [-1, -0.99].
 """
 
 import dataclasses
@@ -23,6 +32,8 @@ from vibe.envs import spaces
 # The classic-control tasks vibe uses and tests; any other id gymnax registers
 # also works as long as its spaces are Discrete or Box.
 CLASSIC_CONTROL = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "MountainCarContinuous-v0")
+# Pixel-like MinAtar games: [10, 10, C] binary planes, observed as bool images (see the module docstring).
+MINATAR = ("Breakout-MinAtar", "SpaceInvaders-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar")
 
 
 def convert_space(space: Any) -> spaces.Discrete | spaces.Box:
@@ -61,6 +72,15 @@ class GymnaxEnv:
     name: str
     _env: Any = dataclasses.field(init=False, repr=False, compare=False)
 
+    @property
+    def binary_planes(self) -> bool:
+        """True for MinAtar: observations are bool ``[10, 10, C]`` images."""
+        return self.name in MINATAR
+
+    def _observe(self, obs: at.Array) -> at.Array:
+        # gymnax's MinAtar frames are float32 0/1 (built as bool, then cast): back to 1 byte a pixel.
+        return obs.astype(jnp.bool_) if self.binary_planes else obs
+
     def __post_init__(self) -> None:
         # Imported here, not at the top: importing gymnax creates arrays, which starts JAX's backend,
         # and a multi-host run must call jax.distributed.initialize before that.
@@ -85,7 +105,7 @@ class GymnaxEnv:
     def reset(self, key: at.Key, params: Any) -> tuple[Any, TimeStep]:
         obs, state = self._env.reset_env(key, params)
         timestep = TimeStep(
-            obs=obs,
+            obs=self._observe(obs),
             reward=jnp.zeros((), jnp.float32),
             terminated=jnp.zeros((), jnp.bool_),
             truncated=jnp.zeros((), jnp.bool_),
@@ -98,7 +118,7 @@ class GymnaxEnv:
         # gymnax counts time in the state; the limit is params.max_steps_in_episode.
         truncated = self._env.is_truncated(next_state, params)
         timestep = TimeStep(
-            obs=obs,
+            obs=self._observe(obs),
             reward=jnp.asarray(reward, jnp.float32),
             terminated=jnp.asarray(terminated, jnp.bool_),
             truncated=jnp.asarray(truncated, jnp.bool_),
@@ -107,12 +127,16 @@ class GymnaxEnv:
         return jax.tree.map(_strong, next_state), timestep
 
     def observation_space(self, params: Any) -> spaces.Box:
+        """A ``Box``; for MinAtar an ``Image(10, 10, C, dtype=bool)``."""
         # Spaces are static metadata: compute them eagerly even when called while
         # tracing (jit/vmap of an init), where gymnax's jnp bounds would be tracers.
         with jax.ensure_compile_time_eval():
             space = convert_space(self._env.observation_space(params))
         if not isinstance(space, spaces.Box):
             raise ValueError(f"{self.name} has a {space!r} observation space; vibe expects a Box.")
+        if self.binary_planes:
+            height, width, channels = space.shape
+            return spaces.Image(height, width, channels, dtype=bool)
         return space
 
     def action_space(self, params: Any) -> spaces.Discrete | spaces.Box:

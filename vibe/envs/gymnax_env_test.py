@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vibe.envs import gymnax_env, spaces
+from vibe.envs import gymnax_env, spaces, wrappers
 
 
 def _cartpole(max_steps: int = 500):
@@ -81,3 +81,27 @@ def test_unknown_name_suggests_a_close_one():
 def test_adapters_with_the_same_name_are_equal():
     assert gymnax_env.GymnaxEnv("CartPole-v1") == gymnax_env.GymnaxEnv("CartPole-v1")
     assert hash(gymnax_env.GymnaxEnv("Acrobot-v1")) == hash(gymnax_env.GymnaxEnv("Acrobot-v1"))
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "num_actions"),
+    [("Breakout-MinAtar", 4, 3), ("SpaceInvaders-MinAtar", 6, 4), ("Asterix-MinAtar", 4, 5), ("Freeway-MinAtar", 7, 3)],
+)
+def test_minatar_observations_are_the_declared_bool_images(name, channels, num_actions):
+    env, params = gymnax_env.make(name)
+    space = env.observation_space(params)
+    assert space == spaces.Image(10, 10, channels, dtype=bool)
+    assert env.action_space(params) == spaces.Discrete(num_actions)
+    vec = wrappers.vectorize(wrappers.for_training(env), num_envs=2)
+    state, timestep = vec.reset(jax.random.PRNGKey(0), params)
+    step = jax.jit(vec.step)
+    for t in range(3):
+        state, timestep = step(jax.random.PRNGKey(t), state, jnp.ones(2, jnp.int32), params)
+    for obs in (timestep.obs, timestep.info["final_obs"]):
+        assert obs.shape == (2, 10, 10, channels) and obs.dtype == jnp.bool_  # 1 byte per pixel
+        assert all(bool(space.contains(o)) for o in obs)
+    assert np.asarray(timestep.obs).any()  # the frame shows something
+    # The same pixels gymnax returns as float32 0/1.
+    expected, _ = env.gymnax_env.reset_env(jax.random.PRNGKey(1), params)
+    _, reset = env.reset(jax.random.PRNGKey(1), params)
+    np.testing.assert_array_equal(np.asarray(reset.obs, np.float32), expected)

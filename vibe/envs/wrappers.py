@@ -42,7 +42,7 @@ class Wrapper:
     def step(self, key: at.Key, state: Any, action: at.Array, params: Any) -> tuple[Any, TimeStep]:
         return self.env.step(key, state, action, params)
 
-    def observation_space(self, params: Any) -> spaces.Box:
+    def observation_space(self, params: Any) -> spaces.Space:
         return self.env.observation_space(params)
 
     def action_space(self, params: Any) -> spaces.Discrete | spaces.Box:
@@ -181,7 +181,7 @@ class VecEnv:
         keys = jax.random.split(key, self.num_envs)
         return jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
 
-    def observation_space(self, params: Any) -> spaces.Box:
+    def observation_space(self, params: Any) -> spaces.Space:
         return self.env.observation_space(params)
 
     def action_space(self, params: Any) -> spaces.Discrete | spaces.Box:
