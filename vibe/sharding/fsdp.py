@@ -82,43 +82,41 @@ def fsdp_sharding(tree: Any, mesh: Mesh | AbstractMesh, *, min_size_mbytes: floa
     return jax.tree_util.tree_map_with_path(leaf_sharding, tree)
 
 
-def state_shardings(
-    abstract_state: Any,
-    mesh: Mesh | AbstractMesh,
-    *,
-    batch_fields: tuple[str, ...] = ("env_state", "obs"),
-    batch_dim: int = 0,
-    unbatched_fields: tuple[str, ...] = ("stats",),
-    min_size_mbytes: float = 4,
-) -> Any:
-    """Shardings of a whole run state: env batches split over all devices, the rest by the FSDP rule.
+def state_shardings(abstract_state: Any, mesh: Mesh | AbstractMesh, roles: Any = None, *, batch_dim: int = 0,
+                    min_size_mbytes: float = 4) -> Any:
+    """Shardings of a whole run state, placed by the role the algorithm declares for each subtree.
 
-    Leaves under a top-level field named in `batch_fields` (the envs' states
-    and observations, leading axis `num_envs`; `batch_dim=1` under a leading
-    seed axis) are split along `batch_dim` over `DATA_AXIS`, so each device
-    steps its own envs; where that axis does not divide by the device count
-    they are replicated, and so are leaves below a field named in
-    `unbatched_fields` (observation-normalisation statistics shared by all
-    envs). Every other leaf follows `fsdp_sharding` with logging: params,
-    optimizer moments and large replay buffers are split along "fsdp", keys,
-    counters and small leaves are replicated.
+    `roles` is a prefix tree of `abstract_state` (e.g. the state record with a role string in each
+    field, `Algorithm.roles`): under "batch" every leaf is split along `batch_dim` (the env axis;
+    1 under a leading seed axis) over all devices (`DATA_AXIS`), and replicated where that axis
+    does not divide by the device count; under "replicated" every leaf is the same on every
+    device (statistics shared by all envs); under "fsdp" (and everywhere when `roles` is None)
+    leaves follow `fsdp_sharding` with logging: params, optimizer moments and large replay
+    buffers are split along "fsdp", keys, counters and small leaves are replicated.
 
-    For the runner, with `s = state_shardings(jax.eval_shape(init, key), mesh)`
-    and `r = replicated(mesh)`: `jax.jit(init, out_shardings=s)` builds the
-    state already split, and `jax.jit(chunk, in_shardings=(s, r),
-    out_shardings=(s, r), donate_argnums=0)` keeps it so.
+    For the runner, with `s = state_shardings(jax.eval_shape(init, key), mesh, algo.roles(...))` and
+    `r = replicated(mesh)`: `jax.jit(init, out_shardings=s)` builds the state already split, and
+    `jax.jit(chunk, in_shardings=(s, r), out_shardings=(s, r), donate_argnums=0)` keeps it so.
     """
-    shardings = fsdp_sharding(abstract_state, mesh, min_size_mbytes=min_size_mbytes, log=True)
+    if roles is None:
+        return fsdp_sharding(abstract_state, mesh, min_size_mbytes=min_size_mbytes, log=True)
     n = mesh.size
+    replicate = NamedSharding(mesh, PartitionSpec())
 
-    def batch_sharding(path: jax.tree_util.KeyPath, leaf: Any, fsdp: NamedSharding) -> NamedSharding:
-        names = [getattr(entry, "name", getattr(entry, "key", None)) for entry in path]
-        if not names or names[0] not in batch_fields or set(names) & set(unbatched_fields):
-            return fsdp
+    def batch_sharding(leaf: Any) -> NamedSharding:
         if len(leaf.shape) <= batch_dim or leaf.shape[batch_dim] % n:
-            return fsdp
+            return replicate
         spec: list[Any] = [None] * len(leaf.shape)
         spec[batch_dim] = DATA_AXIS
         return NamedSharding(mesh, PartitionSpec(*spec))
 
-    return jax.tree_util.tree_map_with_path(batch_sharding, abstract_state, shardings)
+    def place(role: str, subtree: Any) -> Any:
+        if role == "batch":
+            return jax.tree.map(batch_sharding, subtree)
+        if role == "replicated":
+            return jax.tree.map(lambda _: replicate, subtree)
+        if role == "fsdp":
+            return fsdp_sharding(subtree, mesh, min_size_mbytes=min_size_mbytes, log=True)
+        raise ValueError(f"unknown state role {role!r}; an algorithm's roles are batch, replicated or fsdp")
+
+    return jax.tree.map(place, roles, abstract_state, is_leaf=lambda x: isinstance(x, str))

@@ -128,19 +128,23 @@ def test_state_shardings_split_env_batches_over_all_devices() -> None:
         "obs": jax.ShapeDtypeStruct((8, 4), jnp.float32),
         "key": jax.ShapeDtypeStruct((2,), jnp.uint32),
     }
+    roles = {"params": "fsdp", "env_state": {"physics": "batch", "time": "batch", "stats": "replicated"},
+             "obs": "batch", "key": "fsdp"}
     data = PartitionSpec(("batch", "fsdp"))
-    shardings = fsdp.state_shardings(state, abstract_mesh(2, 2))
+    shardings = fsdp.state_shardings(state, abstract_mesh(2, 2), roles)
     assert shardings["env_state"]["physics"].spec == PartitionSpec(("batch", "fsdp"), None)
     assert shardings["env_state"]["time"].spec == data
     assert shardings["obs"].spec == PartitionSpec(("batch", "fsdp"), None)
     assert shardings["env_state"]["stats"]["mean"].spec == PartitionSpec()
     assert shardings["params"]["w"].spec == shardings["key"].spec == PartitionSpec()
     # 8 envs do not split 3 ways: replicated. Under a seed axis the env axis is the second one.
-    assert fsdp.state_shardings(state, abstract_mesh(3, 1))["obs"].spec == PartitionSpec()
+    assert fsdp.state_shardings(state, abstract_mesh(3, 1), roles)["obs"].spec == PartitionSpec()
     seeds = jax.tree.map(lambda s: jax.ShapeDtypeStruct((2, *s.shape), s.dtype), state)
-    assert fsdp.state_shardings(seeds, abstract_mesh(4, 1), batch_dim=1)["obs"].spec == PartitionSpec(
+    assert fsdp.state_shardings(seeds, abstract_mesh(4, 1), roles, batch_dim=1)["obs"].spec == PartitionSpec(
         None, ("batch", "fsdp"), None
     )
+    with pytest.raises(ValueError, match="unknown state role 'envs'"):
+        fsdp.state_shardings(state, abstract_mesh(2, 2), {**roles, "obs": "envs"})
 
 
 def test_mesh_without_an_fsdp_axis_is_refused() -> None:

@@ -11,9 +11,8 @@ vmapped or not), at ~20k env steps/s on 2 CPU cores after a ~5 s compile.
 
 import dataclasses
 
-# Activation names the networks know (vibe.networks.mlp.ACTIVATIONS; a test keeps
-# the two in sync, this module cannot import JAX).
-ACTIVATIONS = ("tanh", "relu", "gelu", "silu", "elu")
+from vibe.networks.config import EncoderConfig
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,11 +36,10 @@ class DQNConfig:
     start_e: float = 1.0  # epsilon of epsilon-greedy exploration at the first env step
     end_e: float = 0.04  # epsilon after the linear decay
     exploration_fraction: float = 0.2  # fraction of total_timesteps over which epsilon decays linearly
-    hidden_sizes: tuple[int, ...] = (64, 64)  # hidden widths of the Q-network MLP
-    activation: str = "relu"  # hidden activation, one of ACTIVATIONS
+    # The torso (--algo.encoder.kind mlp|cnn|vit); heads for the action space go on top.
+    encoder: EncoderConfig = dataclasses.field(default_factory=lambda: EncoderConfig(activation="relu"))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         for name in (
             "num_envs",
             "train_frequency",
@@ -93,10 +91,6 @@ class DQNConfig:
                 f"DQNConfig.batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}; "
                 "lower batch_size or raise buffer_size."
             )
-        if not self.hidden_sizes or any(not isinstance(h, int) or h <= 0 for h in self.hidden_sizes):
-            raise ValueError(f"DQNConfig.hidden_sizes must be positive ints, got {self.hidden_sizes!r}.")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"DQNConfig.activation={self.activation!r} is unknown; use one of {ACTIVATIONS}.")
 
     @property
     def steps_per_update(self) -> int:

@@ -14,7 +14,7 @@ import optax
 
 from vibe.core import typing as at
 
-Metrics = dict[str, at.Array]
+LossMetrics = dict[str, at.Array]
 # (params, obs [..., obs]) -> Q-values [..., a]
 QFn = Callable[[Any, at.Array], at.Array]
 
@@ -74,7 +74,7 @@ def double_q_targets(
 
 def q_loss(
     q_fn: QFn, params: Any, target_params: Any, batch: ReplayItem, gamma: float, huber_delta: float
-) -> tuple[at.Float[at.Array, ""], Metrics]:
+) -> tuple[at.Float[at.Array, ""], LossMetrics]:
     """Mean Huber loss between Q_online(s, a) and the (constant) double-Q target.
 
     The online network runs once on ``[obs; next_obs]`` (one batched pass of

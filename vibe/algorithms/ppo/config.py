@@ -5,11 +5,10 @@ Defaults are PureJaxRL's CartPole settings; with them PPO solves CartPole-v1
 """
 
 import dataclasses
+
+from vibe.networks.config import EncoderConfig
 import math
 
-# Activation names the networks know (vibe.networks.mlp.ACTIVATIONS; a test keeps
-# the two in sync, this module cannot import JAX).
-ACTIVATIONS = ("tanh", "relu", "gelu", "silu", "elu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,13 +36,12 @@ class PPOConfig:
     max_grad_norm: float = 0.5  # global gradient-norm clip
     lr: float = 2.5e-4  # Adam learning rate (initial value when annealed)
     anneal_lr: bool = True  # decay the learning rate linearly to 0 over num_updates
-    hidden_sizes: tuple[int, ...] = (64, 64)  # hidden widths of the actor and of the critic MLP
-    activation: str = "tanh"  # hidden activation, one of ACTIVATIONS
+    # The torso (--algo.encoder.kind mlp|cnn|vit); heads for the action space go on top.
+    encoder: EncoderConfig = dataclasses.field(default_factory=lambda: EncoderConfig(activation="tanh"))
     init_log_std: float = 0.0  # Box actions only: initial log standard deviation of the Gaussian policy
     normalize_obs: bool = False  # standardise observations with running mean/var kept in the env state
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         for name in ("num_envs", "num_steps", "total_timesteps", "update_epochs", "num_minibatches"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -70,16 +68,12 @@ class PPOConfig:
                 f"PPOConfig.total_timesteps={self.total_timesteps} is less than one rollout "
                 f"(num_envs * num_steps = {self.batch_size}); raise it or shrink the rollout."
             )
-        if not self.hidden_sizes or any(not isinstance(h, int) or h <= 0 for h in self.hidden_sizes):
-            raise ValueError(f"PPOConfig.hidden_sizes must be positive ints, got {self.hidden_sizes!r}.")
         if not math.isfinite(self.init_log_std):
             raise ValueError(
                 f"PPOConfig.init_log_std must be a finite number, got {self.init_log_std!r}; 0.0 (std 1) is usual."
             )
         if not isinstance(self.normalize_obs, bool):
             raise ValueError(f"PPOConfig.normalize_obs must be True or False, got {self.normalize_obs!r}.")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"PPOConfig.activation={self.activation!r} is unknown; use one of {ACTIVATIONS}.")
 
     @property
     def batch_size(self) -> int:

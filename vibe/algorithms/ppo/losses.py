@@ -1,11 +1,8 @@
-"""PPO's math: generalised advantage estimation, the clipped surrogate loss, and
-the log-probabilities and entropies of its two policy families.
+"""PPO's math: generalised advantage estimation and the clipped surrogate loss.
 
 Pure functions of arrays (no networks, no optimizers), so tests check them
-against hand-computed numbers. The distributions are written in closed form
-rather than through distrax objects: the rollout evaluates them once per env
-step, and these few fused ops are all it needs (a test checks them against
-``distrax.MultivariateNormalDiag``).
+against hand-computed numbers. The action distributions are distrax's
+(``vibe.networks.heads``).
 """
 
 import math
@@ -82,38 +79,6 @@ def gae(
 
     _, advantages = jax.lax.scan(backward, jnp.zeros_like(deltas[0]), (deltas, not_done), reverse=True)
     return advantages, advantages + values
-
-
-def categorical_log_prob(logits: at.Float[at.Array, "... a"], action: at.Int[at.Array, "..."]) -> at.Array:
-    """log softmax(logits)[action]."""
-    log_probs = jax.nn.log_softmax(logits)
-    return jnp.take_along_axis(log_probs, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
-
-
-def categorical_entropy(logits: at.Float[at.Array, "... a"]) -> at.Array:
-    """-sum_a p(a) log p(a)."""
-    log_probs = jax.nn.log_softmax(logits)
-    return -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)
-
-
-# log(2 pi) / 2, the normalising constant of a standard normal per action feature.
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-def gaussian_log_prob(
-    mean: at.Float[at.Array, "... act"], log_std: at.Float[at.Array, "... act"], action: at.Float[at.Array, "... act"]
-) -> at.Float[at.Array, "..."]:
-    """log N(action; mean, diag(exp(log_std))^2), summed over the action features:
-
-    sum_i [ -(a_i - mu_i)^2 / (2 sigma_i^2) - log sigma_i - log(2 pi) / 2 ]
-    """
-    z = (action - mean) * jnp.exp(-log_std)
-    return jnp.sum(-0.5 * jnp.square(z) - log_std - _HALF_LOG_2PI, axis=-1)
-
-
-def gaussian_entropy(log_std: at.Float[at.Array, "... act"]) -> at.Float[at.Array, "..."]:
-    """Entropy of the diagonal Gaussian: sum_i [ log sigma_i + log(2 pi e) / 2 ] (independent of the mean)."""
-    return jnp.sum(log_std + _HALF_LOG_2PI + 0.5, axis=-1)
 
 
 def ppo_loss(

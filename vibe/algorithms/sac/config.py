@@ -15,9 +15,8 @@ halves it again; seeds 0-3 learn Pendulum as well with batch 128 as with 256.
 
 import dataclasses
 
-# Activation names the networks know (vibe.networks.mlp.ACTIVATIONS; a test keeps
-# the two in sync, this module cannot import JAX).
-ACTIVATIONS = ("tanh", "relu", "gelu", "silu", "elu")
+from vibe.networks.config import EncoderConfig
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,11 +36,10 @@ class SACConfig:
     target_entropy_scale: float = 1.0  # target entropy = -target_entropy_scale * action_dim
     log_std_min: float = -5.0  # lower clip of the actor's log standard deviation (pre-tanh)
     log_std_max: float = 2.0  # upper clip of the actor's log standard deviation (pre-tanh)
-    hidden_sizes: tuple[int, ...] = (64, 64)  # hidden widths of the actor and of each critic MLP
-    activation: str = "relu"  # hidden activation, one of ACTIVATIONS
+    # The torso (--algo.encoder.kind mlp|cnn|vit); heads for the action space go on top.
+    encoder: EncoderConfig = dataclasses.field(default_factory=lambda: EncoderConfig(activation="relu"))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         for name in ("num_envs", "total_timesteps", "buffer_size", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -81,10 +79,6 @@ class SACConfig:
                 f"SACConfig.total_timesteps={self.total_timesteps} is less than one train_step "
                 f"(num_envs={self.num_envs}); raise it or use fewer envs."
             )
-        if not self.hidden_sizes or any(not isinstance(h, int) or h <= 0 for h in self.hidden_sizes):
-            raise ValueError(f"SACConfig.hidden_sizes must be positive ints, got {self.hidden_sizes!r}.")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"SACConfig.activation={self.activation!r} is unknown; use one of {ACTIVATIONS}.")
 
     @property
     def gradient_steps(self) -> int:
