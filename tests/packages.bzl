@@ -21,6 +21,7 @@ PY_PACKAGES = [
     "//vibe/networks",
     "//vibe/policies",
     "//vibe/scripts",
+    "//vibe/serving",
     "//vibe/sharding",
     "//vibe/train",
 ]

@@ -1,0 +1,1 @@
+"""Serving: a websocket policy server and client speaking openpi-client's wire protocol."""

@@ -1,0 +1,201 @@
+"""Dynamic batching of single observations into ``Policy.infer_batch`` calls, on one worker thread.
+
+Requests arrive from the event loop (``submit``) and wait in a bounded queue. The
+worker takes the requests queued when it becomes free; if fewer than the number
+of recently active clients are there, it waits for more until the oldest has
+waited ``max_wait_s``, so a lone client never pays the wait and 8 clients ride in
+one batch. A batch of ``n`` is padded with copies of its last row up to the
+smallest size in ``batch_sizes(max_batch)`` (powers of two, and ``max_batch``),
+so a jitted policy compiles once per size at warm-up and never under load.
+
+When a batch raises, its requests are retried one at a time (batch size 1), so
+one observation that breaks the policy fails only its own request.
+"""
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from vibe.policies.policy import Policy
+
+logger = logging.getLogger(__name__)
+
+
+class Busy(Exception):
+    """The queue is full: the server is overloaded and refuses the request."""
+
+
+class PolicyError(Exception):
+    """The policy raised on this request; the message is the traceback."""
+
+
+def batch_sizes(max_batch: int) -> tuple[int, ...]:
+    """Padded batch sizes: 1, 2, 4, ... below ``max_batch``, then ``max_batch`` (e.g. 6 → (1, 2, 4, 6))."""
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    sizes = [1 << i for i in range(max_batch.bit_length()) if 1 << i < max_batch]
+    return (*sizes, max_batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """One request's share of a batch: its rows of the output, and how the batch went."""
+
+    output: dict[str, Any]
+    infer_ms: float  # wall time of the infer_batch call this request rode in
+    queue_ms: float  # submit → start of that call
+    batch_size: int  # real requests in the batch (before padding)
+
+
+@dataclasses.dataclass
+class _Request:
+    obs: dict[str, np.ndarray]
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    enqueued: float
+
+
+def _row(value: Any, i: int, size: int) -> Any:
+    """Row ``i`` of every array leaf with a leading axis of ``size``; other leaves unchanged."""
+    if isinstance(value, dict):
+        return {k: _row(v, i, size) for k, v in value.items()}
+    if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == size:
+        return value[i]
+    return value
+
+
+def _to_numpy(value: Any) -> Any:
+    """JAX (or any array-like with a shape) → numpy, recursively through dicts."""
+    if isinstance(value, dict):
+        return {k: _to_numpy(v) for k, v in value.items()}
+    if not isinstance(value, np.ndarray | np.generic) and hasattr(value, "shape") and hasattr(value, "__array__"):
+        return np.asarray(value)
+    return value
+
+
+def _resolve(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    if future.done():  # the connection went away and cancelled it
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class Batcher:
+    """Owns the worker thread that calls ``policy.infer_batch``."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        keys: list[str],
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        max_queue: int,
+        active_clients: Callable[[], int] = lambda: 1,
+        on_batch: Callable[[int, float], None] = lambda size, seconds: None,
+    ) -> None:
+        self._policy = policy
+        self._keys = keys
+        self._sizes = batch_sizes(max_batch)
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_s
+        self._max_queue = max_queue
+        self._active_clients = active_clients
+        self._on_batch = on_batch
+        self._queue: collections.deque[_Request] = collections.deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="policy-batcher", daemon=True)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return self._sizes
+
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finishes what is queued, then ends the worker thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+
+    def submit(self, obs: dict[str, np.ndarray]) -> asyncio.Future:
+        """Queues one validated observation (call on the event loop); raises ``Busy`` when the queue is full."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._cond:
+            if len(self._queue) >= self._max_queue:
+                raise Busy(f"busy: {len(self._queue)} requests queued (max_queue {self._max_queue}); retry later")
+            self._queue.append(_Request(obs, future, loop, time.monotonic()))
+            self._cond.notify()
+        return future
+
+    def run_padded(self, rows: list[dict[str, np.ndarray]]) -> tuple[dict[str, Any], int, float]:
+        """Stacks ``rows``, pads to a batch size, runs the policy: (numpy output, padded size, seconds)."""
+        n = len(rows)
+        size = next(s for s in self._sizes if s >= n)
+        pad = [rows[-1]] * (size - n)
+        batch = {k: np.stack([r[k] for r in rows + pad]) for k in self._keys}
+        start = time.monotonic()
+        output = _to_numpy(self._policy.infer_batch(batch))
+        return output, size, time.monotonic() - start
+
+    def _take(self) -> list[_Request] | None:
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            deadline = self._queue[0].enqueued + self._max_wait_s
+            wanted = min(self._max_batch, max(1, self._active_clients()))
+            while len(self._queue) < wanted and not self._stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            n = min(len(self._queue), self._max_batch)
+            return [self._queue.popleft() for _ in range(n)]
+
+    def _loop(self) -> None:
+        while (batch := self._take()) is not None:
+            try:
+                self._run(batch)
+            except BaseException:  # never let the worker die: the server would hang every client
+                logger.exception("batch worker failed")
+
+    def _run(self, batch: list[_Request]) -> None:
+        start = time.monotonic()
+        try:
+            output, size, seconds = self.run_padded([r.obs for r in batch])
+        except Exception:
+            if len(batch) > 1:
+                for request in batch:  # isolate the observation that breaks the policy
+                    self._run([request])
+                return
+            self._deliver(batch[0], None, PolicyError(traceback.format_exc()))
+            return
+        self._on_batch(len(batch), seconds)
+        for i, request in enumerate(batch):
+            result = Result(_row(output, i, size), seconds * 1e3, (start - request.enqueued) * 1e3, len(batch))
+            self._deliver(request, result, None)
+
+    @staticmethod
+    def _deliver(request: _Request, result: Result | None, error: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody is waiting any more
+            request.loop.call_soon_threadsafe(_resolve, request.future, result, error)

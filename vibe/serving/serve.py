@@ -1,0 +1,69 @@
+"""Serve a trained policy over websockets (openpi-client's protocol).
+
+    tools/bazelw run //vibe/serving:server -- --policy.dir checkpoints/cartpole_ppo/default
+    tools/bazelw run //vibe/serving:server -- --policy.dir RUN_DIR --policy.step 20000 --port 8000 --max-batch 16
+
+The log shows the policy metadata, the warm-up time (every padded batch size
+compiled once) and then ``serving on ws://127.0.0.1:8000``. Bound to 127.0.0.1
+unless ``--host 0.0.0.0``; ``--api-key`` (or ``$VIBE_API_KEY``) makes clients
+send ``Authorization: Api-Key <key>``. SIGTERM or Ctrl-C drains and exits 0.
+A run dir without a usable checkpoint exits 2 with one line saying why.
+"""
+
+import dataclasses
+import importlib
+import logging
+import os
+import sys
+from typing import Annotated
+
+import tyro
+
+from vibe.serving.server import PolicyServer, ServerConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyArgs:
+    dir: str  # run directory holding the checkpoints (relative to where the command runs)
+    step: str = "latest"  # which checkpoint: best, latest, or a step number
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    policy: PolicyArgs
+    server: Annotated[ServerConfig, tyro.conf.OmitArgPrefixes] = dataclasses.field(default_factory=ServerConfig)
+
+
+def user_path(path: str) -> str:
+    """A path the user typed, resolved where they stand (``bazel run`` runs inside the runfiles tree)."""
+    return os.path.join(os.environ.get("BUILD_WORKING_DIRECTORY", ""), os.path.expanduser(path))
+
+
+def parse_step(step: str) -> str | int:
+    if step in ("best", "latest"):
+        return step
+    if step.isdigit():
+        return int(step)
+    raise ValueError(f"--policy.step {step!r}: expected best, latest or a step number")
+
+
+def main(args: Args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname).1s %(asctime)s %(name)s] %(message)s")
+    run_dir = user_path(args.policy.dir)
+    try:
+        step = parse_step(args.policy.step)
+        # Imported here so the server, its tests and its CLI work before (and without) the trained-policy code.
+        create_trained_policy = getattr(importlib.import_module("vibe.policies"), "create_trained_policy", None)
+        if create_trained_policy is None:
+            raise ValueError("this build has no vibe.policies.create_trained_policy to load checkpoints with")
+        policy = create_trained_policy(run_dir, step=step)
+    except (FileNotFoundError, ValueError) as e:
+        message = " ".join(str(e).split())
+        print(f"error: cannot serve {args.policy.dir} (step {args.policy.step}): {message}", file=sys.stderr)
+        return 2
+    PolicyServer(policy, args.server).serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(tyro.cli(Args)))
