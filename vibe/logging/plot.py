@@ -4,9 +4,9 @@
     plot_runs([dir_a, dir_b], "curves.png")            # one line per run, side by side
 
 Each run is a line of `metric` (default `episode/return_mean`, the mean return
-of the episodes that ended in a chunk) against env steps; the final greedy
-evaluation (`eval/return_mean`, logged once at the end) is a marker at the
-step it was taken. Rendering uses matplotlib's Agg canvas directly: no display,
+of the episodes that ended in a chunk) against env steps; the greedy
+evaluations (`eval/return_mean`, logged during training and at the end) are a
+dashed line of star markers in the same colour at the steps they were taken. Rendering uses matplotlib's Agg canvas directly: no display,
 no pyplot global state.
 """
 
@@ -37,7 +37,8 @@ class Curve:
     label: str  # the run directory's last two parts, e.g. "cartpole_ppo/default"
     x: np.ndarray  # [n] float64, increasing as logged
     y: np.ndarray  # [n] float64; NaN where the logged value was NaN/inf (null in the JSON)
-    eval_point: tuple[float, float] | None  # (x, eval/return_mean) of the last evaluation row, if any
+    eval_x: np.ndarray  # [e] float64: where each greedy evaluation was taken
+    eval_y: np.ndarray  # [e] float64: its eval/return_mean
 
 
 def run_label(run_dir: str) -> str:
@@ -67,15 +68,13 @@ def extract_curve(rows: Sequence[dict[str, Any]], label: str, metric: str, x: st
     points = [(float(row[x]), _number(row[metric])) for row in rows if metric in row and x in row]
     xs = np.array([p[0] for p in points], dtype=np.float64)
     ys = np.array([p[1] for p in points], dtype=np.float64)
-    eval_point = None
-    evals = [row for row in rows if row.get(EVAL_METRIC) is not None]
-    if evals and metric != EVAL_METRIC:
-        last = evals[-1]
-        # The eval row carries `step` but not wall-clock keys: place it at the curve's end then.
-        at = last.get(x, xs[-1] if len(xs) else None)
-        if at is not None:
-            eval_point = (float(at), float(last[EVAL_METRIC]))
-    return Curve(label, xs, ys, eval_point)
+    # Evaluation rows carry `step` but not wall-clock keys: place each at the x of the chunk row of its step.
+    x_at_step = {row["step"]: float(row[x]) for row in rows if x in row and "step" in row}
+    evals = [row for row in rows if row.get(EVAL_METRIC) is not None] if metric != EVAL_METRIC else []
+    last_x = xs[-1] if len(xs) else math.nan
+    eval_x = np.array([x_at_step.get(row.get("step"), last_x) for row in evals], dtype=np.float64)
+    eval_y = np.array([float(row[EVAL_METRIC]) for row in evals], dtype=np.float64)
+    return Curve(label, xs, ys, eval_x[np.isfinite(eval_x)], eval_y[np.isfinite(eval_x)])
 
 
 def make_figure(curves: Sequence[Curve], metric: str, x: str = "step") -> Figure:
@@ -85,13 +84,14 @@ def make_figure(curves: Sequence[Curve], metric: str, x: str = "step") -> Figure
     ax = fig.add_subplot()
     for curve in curves:
         (line,) = ax.plot(curve.x, curve.y, label=curve.label, linewidth=1.5)
-        if curve.eval_point is not None:
-            ex, ey = curve.eval_point
-            ax.plot([ex], [ey], marker="*", markersize=12, linestyle="none", color=line.get_color())
-            ax.annotate(f"{ey:.1f}", (ex, ey), textcoords="offset points", xytext=(6, 4), color=line.get_color())
-    if any(curve.eval_point is not None for curve in curves):
+        if len(curve.eval_x):
+            color = line.get_color()
+            ax.plot(curve.eval_x, curve.eval_y, marker="*", markersize=10, linestyle="--", linewidth=1, color=color)
+            ex, ey = curve.eval_x[-1], curve.eval_y[-1]
+            ax.annotate(f"{ey:.1f}", (ex, ey), textcoords="offset points", xytext=(6, 4), color=color)
+    if any(len(curve.eval_x) for curve in curves):
         # A proxy legend entry explains the stars once.
-        ax.plot([], [], marker="*", markersize=12, linestyle="none", color="gray", label="final greedy eval")
+        ax.plot([], [], marker="*", markersize=10, linestyle="--", color="gray", label="greedy eval")
     if x == "step":
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 500k, 1M
     ax.set_xlabel("env steps" if x == "step" else x)
@@ -117,11 +117,11 @@ def plot_runs(
     for run_dir in run_dirs:
         rows = load_rows(run_dir)
         curve = extract_curve(rows, run_label(run_dir), metric, x)
-        if len(curve.x) == 0 and curve.eval_point is None:
+        if len(curve.x) == 0 and len(curve.eval_x) == 0:
             logger.warning("%s has no %s against %s; its line is empty", run_dir, metric, x)
         available.update(key for row in rows for key, value in row.items() if isinstance(value, int | float))
         curves.append(curve)
-    if all(len(c.x) == 0 and c.eval_point is None for c in curves):
+    if all(len(c.x) == 0 and len(c.eval_x) == 0 for c in curves):
         raise ValueError(
             f"no run has a {metric!r} against {x!r} to plot; numeric metrics they have: {sorted(available)}"
         )

@@ -23,6 +23,7 @@ PPO_ROWS = [
     (512, {"update": 1, "time": 0.5, "loss/total": 1.0}),
     (1024, {"update": 2, "time": 1.0, "episode/return_mean": 20.0, "loss/total": 0.8}),
     (1536, {"update": 3, "time": 1.5, "episode/return_mean": float("nan"), "loss/total": 0.7}),
+    (1024, {"eval/return_mean": 30.0, "eval/episodes": 4}),
     (2048, {"update": 4, "time": 2.0, "episode/return_mean": 95.5, "loss/total": 0.5}),
     (2048, {"eval/return_mean": 120.0, "eval/episodes": 4}),
 ]
@@ -41,7 +42,8 @@ def test_one_run_writes_a_png_of_the_logged_values(tmp_path):
     assert curve.label == "cartpole_ppo/default"
     np.testing.assert_array_equal(curve.x, [1024, 1536, 2048])
     np.testing.assert_array_equal(curve.y, [20.0, math.nan, 95.5])  # NaN (logged as null) stays a gap
-    assert curve.eval_point == (2048.0, 120.0)
+    np.testing.assert_array_equal(curve.eval_x, [1024, 2048])
+    np.testing.assert_array_equal(curve.eval_y, [30.0, 120.0])
 
 
 def test_figure_draws_each_run_and_its_eval_marker(tmp_path):
@@ -55,13 +57,13 @@ def test_figure_draws_each_run_and_its_eval_marker(tmp_path):
     np.testing.assert_array_equal(lines["cartpole_ppo/default"].get_ydata(), [20.0, math.nan, 95.5])
     np.testing.assert_array_equal(lines["cartpole_dqn/default"].get_ydata(), [9.0])
     stars = [line for line in ax.get_lines() if line.get_marker() == "*" and len(line.get_xdata())]
-    assert [(s.get_xdata()[0], s.get_ydata()[0]) for s in stars] == [(2048, 120.0)]
+    assert [(list(s.get_xdata()), list(s.get_ydata())) for s in stars] == [([1024, 2048], [30.0, 120.0])]
     assert stars[0].get_color() == lines["cartpole_ppo/default"].get_color()
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("env steps", "episode/return_mean")
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         "cartpole_ppo/default",
         "cartpole_dqn/default",
-        "final greedy eval",
+        "greedy eval",
     ]
 
 
@@ -70,7 +72,8 @@ def test_other_x_axis_places_the_eval_at_the_curve_end(tmp_path):
     curve = plot.extract_curve(plot.load_rows(run_dir), "a/b", "loss/total", x="time")
     np.testing.assert_array_equal(curve.x, [0.5, 1.0, 1.5, 2.0])
     np.testing.assert_array_equal(curve.y, [1.0, 0.8, 0.7, 0.5])
-    assert curve.eval_point == (2.0, 120.0)  # the eval row has no "time"
+    # Evaluation rows have no "time": each sits at the time of the chunk row of its step.
+    np.testing.assert_array_equal(curve.eval_x, [1.0, 2.0])
 
 
 def test_missing_metrics_file_names_the_path(tmp_path):

@@ -59,7 +59,7 @@ def user_path(path: str) -> str:
 
 
 def _describe(curve: Curve) -> str:
-    evaluation = f", eval {curve.eval_point[1]:.1f}" if curve.eval_point is not None else ""
+    evaluation = f", eval {curve.eval_y[-1]:.1f}" if len(curve.eval_y) else ""
     return f"{curve.label} ({len(curve.x)} points{evaluation})"
 
 
