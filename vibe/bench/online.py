@@ -30,9 +30,8 @@ import tyro
 from vibe.bench import report
 from vibe.config import presets
 from vibe.envs import wrappers
-from vibe.envs.evaluate import evaluate
 from vibe.scripts import training
-from vibe.train.algorithm import Algorithm
+from vibe.algorithms.algorithm import Algorithm
 from vibe.train.loop import make_train_chunk
 from vibe.train.runner import user_path
 
@@ -92,8 +91,7 @@ def run_seeds(algorithm: Algorithm, seeds: list[int], vmapped: bool, eval_every:
     compile_seconds = time.perf_counter() - start
 
     def greedy_returns(state: Any, key: jax.Array) -> jax.Array:
-        policy = algorithm.greedy_policy(state)
-        return evaluate(algorithm.env, algorithm.env_params, policy, key, num_episodes=32)
+        return algorithm.evaluate(state, key, 32)
 
     # Built once: a jit per call would compile the evaluation every time.
     evaluate_all = jax.jit(jax.vmap(greedy_returns) if vmapped else greedy_returns)

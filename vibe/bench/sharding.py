@@ -64,7 +64,8 @@ def sharded_path(algorithm: Any, devices: int, updates: int) -> Path:
     """The chunk on a `devices`-device mesh, built as the runner builds it."""
     mesh = mesh_lib.make_mesh(1, jax.devices()[:devices])
     key = jax.random.PRNGKey(0)
-    shardings = fsdp.state_shardings(jax.eval_shape(algorithm.init, key), mesh)
+    abstract = jax.eval_shape(algorithm.init, key)
+    shardings = fsdp.state_shardings(abstract, mesh, algorithm.roles(abstract))
     with mesh_lib.set_mesh(mesh):
         state = jax.jit(algorithm.init, out_shardings=shardings)(key)
         start = time.perf_counter()

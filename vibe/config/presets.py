@@ -17,6 +17,7 @@ from vibe.algorithms.dqn.config import DQNConfig
 from vibe.algorithms.ppo.config import PPOConfig
 from vibe.algorithms.sac.config import SACConfig
 from vibe.config.train_config import TYRO_CONFIG, TrainConfig
+from vibe.networks.config import EncoderConfig
 from vibe.train.config import RunnerConfig
 
 _PRESETS: list[tuple[str, TrainConfig]] = [
@@ -62,7 +63,7 @@ _PRESETS: list[tuple[str, TrainConfig]] = [
         TrainConfig(
             name="debug",
             env="CartPole-v1",
-            algo=PPOConfig(num_envs=2, num_steps=16, total_timesteps=256, hidden_sizes=(32, 32)),
+            algo=PPOConfig(num_envs=2, num_steps=16, total_timesteps=256, encoder=EncoderConfig(hidden_sizes=(32, 32))),
             runner=RunnerConfig(updates_per_chunk=4, eval_episodes=2),
         ),
     ),

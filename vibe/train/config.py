@@ -20,7 +20,9 @@ class RunnerConfig:
     seed: int = 0  # Seed of the run's PRNG key (parameters, environments, sampling).
     num_seeds: int = 1  # Independent runs trained together in one jit (vmap), with seeds seed, seed+1, ...
     updates_per_chunk: int = 64  # Updates run inside one jitted call between two log lines.
-    eval_episodes: int = 32  # Greedy evaluation episodes at the end of training (0 disables).
+    eval_episodes: int = 32  # Greedy evaluation episodes, during training and at the end (0 disables evaluation).
+    # Updates between greedy evaluations during training (0: about ten per run); the best one's checkpoint is kept.
+    eval_every: int = 0
     # wandb: offline (no account needed; `wandb sync` later), online, or disabled.
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"
     wandb_project: str = "vibe"  # wandb project of the run.
@@ -44,6 +46,8 @@ class RunnerConfig:
             raise ValueError(f"RunnerConfig.updates_per_chunk={self.updates_per_chunk} must be >= 1")
         if self.eval_episodes < 0:
             raise ValueError(f"RunnerConfig.eval_episodes={self.eval_episodes} must be >= 0 (0 disables evaluation)")
+        if self.eval_every < 0:
+            raise ValueError(f"RunnerConfig.eval_every={self.eval_every} must be >= 0 (0: about ten per run)")
         if self.resume and self.overwrite:
             raise ValueError("RunnerConfig: cannot --resume and --overwrite at the same time; pass one of them")
         if self.wandb_mode not in ("offline", "online", "disabled"):
@@ -63,3 +67,7 @@ class RunnerConfig:
             )
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"RunnerConfig.seed={self.seed} must be in [0, 2**32)")
+
+    def eval_interval(self, num_updates: int) -> int:
+        """Updates between two evaluations during training: ``eval_every``, or about a tenth of the run."""
+        return self.eval_every or max(1, num_updates // 10)

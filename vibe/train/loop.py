@@ -6,14 +6,15 @@ host. `k` is a traced int32 so the last, shorter chunk reuses the same
 executable: one compile per run.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 import jax
 import jax.numpy as jnp
 
-from vibe.train.algorithm import Metrics, State
+from vibe.algorithms.metrics import Metrics
 
+State = Any
 TrainStep = Callable[[State], tuple[State, Metrics]]
 
 
@@ -66,38 +67,3 @@ def make_train_chunk(
         )
     jitted.traces = traces  # type: ignore[attr-defined]
     return cast(TrainChunk, jitted)
-
-
-def summarize(totals: Mapping[str, Any], num_updates: int) -> dict[str, float]:
-    """Turns chunk sums into means for logging.
-
-    `episode/<x>_sum` → `episode/<x>_mean` over `episode/count` (absent when no
-    episode ended in the chunk); `episode/count` stays a count; every other
-    metric is averaged over the chunk's updates.
-    """
-    count = float(totals.get("episode/count", 0.0))
-    row: dict[str, float] = {}
-    for key, value in totals.items():
-        value = float(value)
-        if key == "episode/count":
-            row[key] = value
-        elif key.startswith("episode/") and key.endswith("_sum"):
-            if count > 0:
-                row[key.removesuffix("_sum") + "_mean"] = value / count
-        else:
-            row[key] = value / num_updates
-    return row
-
-
-def summarize_seeds(totals: Mapping[str, Any], num_updates: int) -> dict[str, Any]:
-    """`summarize` for sums with a leading seed axis: each metric's mean over
-    seeds, plus `<metric>/seeds` with the per-seed values."""
-    seeds = len(next(iter(totals.values())))
-    per_seed = [summarize({k: v[i] for k, v in totals.items()}, num_updates) for i in range(seeds)]
-    row: dict[str, Any] = {}
-    for key in dict.fromkeys(k for r in per_seed for k in r):
-        values = [r.get(key) for r in per_seed]
-        present = [v for v in values if v is not None]
-        row[key] = sum(present) / len(present)
-        row[f"{key}/seeds"] = values
-    return row

@@ -20,17 +20,22 @@ from typing import Any
 import jax
 import numpy as np
 
+from vibe.algorithms import metrics
+from vibe.algorithms.algorithm import Algorithm
 from vibe.checkpoint import manager as checkpoints
-from vibe.envs.evaluate import evaluate
 from vibe.logging import console
 from vibe.logging.metrics import MetricsWriter, truncate_metrics
 from vibe.logging.plot import plot_run
 from vibe.logging.wandb_logger import WandbLogger
 from vibe.sharding import distributed, fsdp
 from vibe.sharding import mesh as mesh_lib
-from vibe.train.algorithm import Algorithm, State
+from vibe.train import assets as assets_lib
 from vibe.train.config import RunnerConfig
-from vibe.train.loop import make_train_chunk, summarize, summarize_seeds
+from vibe.train.loop import make_train_chunk
+
+State = Any
+# The metric that picks the best checkpoint: the greedy evaluation's mean return (over seeds, if several).
+BEST_METRIC = "eval/return_mean"
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +73,19 @@ def user_path(path: str) -> str:
     return os.path.join(os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd()), path)
 
 
-def evaluate_greedy(algorithm: Algorithm, state: State, key: jax.Array | np.ndarray, episodes: int) -> np.ndarray:
-    """Greedy returns: [episodes] for one seed's state and key, [seeds, episodes] for a vmapped state."""
+def make_evaluate(algorithm: Algorithm, episodes: int, vmapped: bool) -> Any:
+    """jit of ``algorithm.evaluate``: ``(state, key) -> returns`` ``[episodes]`` (``[seeds, episodes]`` when
+    ``vmapped``). Jit it once per run: the state is an argument, so every evaluation reuses one executable."""
 
     def one(state: State, key: jax.Array) -> jax.Array:
-        return evaluate(algorithm.env, algorithm.env_params, algorithm.greedy_policy(state), key, num_episodes=episodes)
+        return algorithm.evaluate(state, key, episodes)
 
-    return np.asarray(jax.jit(one if key.ndim == 1 else jax.vmap(one))(state, key))
+    return jax.jit(jax.vmap(one) if vmapped else one)
+
+
+def evaluate_greedy(algorithm: Algorithm, state: State, key: jax.Array | np.ndarray, episodes: int) -> np.ndarray:
+    """Greedy returns: [episodes] for one seed's state and key, [seeds, episodes] for a vmapped state."""
+    return np.asarray(make_evaluate(algorithm, episodes, key.ndim > 1)(state, key))
 
 
 def eval_summary(returns: np.ndarray) -> dict[str, Any]:
@@ -94,17 +105,12 @@ def eval_summary(returns: np.ndarray) -> dict[str, Any]:
     return stats
 
 
-def _env_spec(algorithm: Algorithm) -> dict[str, Any]:
-    params = algorithm.env_params
-    return {
-        "env": getattr(algorithm.env, "name", type(algorithm.env).__name__),
-        "observation_space": repr(algorithm.env.observation_space(params)),
-        "action_space": repr(algorithm.env.action_space(params)),
-    }
-
-
-def train(algorithm: Algorithm, config: RunnerConfig, *, run_name: str, hparams: Mapping[str, Any]) -> TrainResult:
-    """Trains `algorithm` for its `num_updates` (or resumes it) and evaluates the greedy policy."""
+def train(
+    algorithm: Algorithm, config: RunnerConfig, *, run_name: str, hparams: Mapping[str, Any], env_id: str
+) -> TrainResult:
+    """Trains `algorithm` for its `num_updates` (or resumes it), evaluating the greedy policy every
+    `config.eval_every` updates and at the end. `hparams`: the run's whole config as JSON data (stored
+    in `config.json` and in every checkpoint's assets); `env_id`: the env's name, for the assets."""
     console.setup_logging()
     mesh = make_run_mesh(config)
     run_dir = user_path(os.path.join(config.output_dir, run_name, config.exp_name))
@@ -122,7 +128,7 @@ def train(algorithm: Algorithm, config: RunnerConfig, *, run_name: str, hparams:
     )
     try:
         with mesh_lib.set_mesh(mesh):
-            result = _train(algorithm, config, mesh, manager, resuming, run_dir, hparams, wandb, primary)
+            result = _train(algorithm, config, mesh, manager, resuming, run_dir, hparams, env_id, wandb, primary)
     except BaseException:
         wandb.close(exit_code=1)
         raise
@@ -167,6 +173,7 @@ def _train(
     resuming: bool,
     run_dir: str,
     hparams: Mapping[str, Any],
+    env_id: str,
     wandb: WandbLogger,
     primary: bool,
 ) -> TrainResult:
@@ -179,16 +186,20 @@ def _train(
     vmapped = config.num_seeds > 1
     init = jax.vmap(algorithm.init) if vmapped else algorithm.init
     train_step = jax.vmap(algorithm.train_step) if vmapped else algorithm.train_step
-    init_key = init_keys if vmapped else init_keys[0]
+    init_key, eval_key = (init_keys, eval_keys) if vmapped else (init_keys[0], eval_keys[0])
 
-    # Env states and observations split over all devices (the seed axis, if any, stays whole), params and
-    # optimizer state by the FSDP rule; init builds the state already split and each chunk keeps it so.
+    # Placed by the roles the algorithm declares: env states and observations split over all devices (the
+    # seed axis, if any, stays whole), shared statistics replicated, params and optimizer state by the FSDP
+    # rule; init builds the state already split and each chunk keeps it so.
+    roles = algorithm.roles(jax.eval_shape(algorithm.init, init_keys[0]))
     abstract_state = jax.eval_shape(init, init_key)
-    shardings = fsdp.state_shardings(abstract_state, mesh, batch_dim=1 if vmapped else 0)
+    shardings = fsdp.state_shardings(abstract_state, mesh, roles, batch_dim=1 if vmapped else 0)
     replicated = mesh_lib.replicated(mesh)
     if mesh.size > 1:
         logger.info("Mesh %s over %d device(s)", dict(mesh.shape), mesh.size)
 
+    record = checkpoints.best_record(manager) if resuming else None
+    best = (int(record["step"]), float(record["value"])) if record else None
     if resuming:
         abstract_state = jax.tree.map(
             lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
@@ -208,6 +219,8 @@ def _train(
             f"{start_update * steps_per_update:,}",
             f"; dropped {dropped} metric rows logged after that checkpoint" if dropped else "",
         )
+        if best is not None and best[0] > start_update:  # the best step was lost with the tail
+            best = None
     else:
         start_update, state = 0, jax.jit(init, out_shardings=shardings)(init_key)
         if primary:
@@ -216,19 +229,23 @@ def _train(
         logger.info(
             "Training %s on %s: %d updates × %d env steps = %s steps%s; run directory %s",
             algorithm.name,
-            _env_spec(algorithm)["env"],
+            env_id,
             total_updates,
             steps_per_update,
             f"{total_updates * steps_per_update:,}",
             f" × {len(seeds)} seeds" if vmapped else "",
             run_dir,
         )
-    assets = {"config": hparams, "env_spec": _env_spec(algorithm), "seeds": seeds}
+    run_assets = assets_lib.run_assets(algorithm, hparams, env_id, seeds)
+
+    def save(update: int, state: State) -> None:
+        checkpoints.save(manager, update, state, {**run_assets, "obs_stats": assets_lib.obs_stats_json(algorithm, state)})
 
     end_update = total_updates
     if config.stop_after_updates:
         end_update = min(total_updates, start_update + config.stop_after_updates)
     save_interval = config.checkpoint.interval(total_updates)
+    eval_interval = config.eval_interval(total_updates)
     chunk_size = max(1, min(config.updates_per_chunk, total_updates))
 
     start = time.perf_counter()
@@ -236,30 +253,47 @@ def _train(
     compiled = chunk.lower(state, np.int32(chunk_size)).compile()
     compile_seconds = time.perf_counter() - start
     logger.info("Compiled the train chunk (%d updates, %d seed(s)) in %.1f s", chunk_size, len(seeds), compile_seconds)
+    evaluate = make_evaluate(algorithm, config.eval_episodes, vmapped) if config.eval_episodes else None
 
-    update, train_seconds = start_update, 0.0
+    def next_multiple(update: int, interval: int) -> int:
+        return (update // interval + 1) * interval if interval else end_update
+
+    update, train_seconds, eval_returns = start_update, 0.0, None
     with MetricsWriter(os.path.join(run_dir, "metrics.jsonl"), enabled=primary) as writer:
         bar = console.progress_bar(total_updates * steps_per_update, initial=start_update * steps_per_update)
         try:
             while update < end_update:
-                # Chunks end on save points, so every checkpoint sits between two chunks.
-                next_save = (update // save_interval + 1) * save_interval
-                k = min(chunk_size, next_save - update, end_update - update)
+                # Chunks end on save and evaluation points, so both happen between two chunks.
+                stop = min(next_multiple(update, save_interval), next_multiple(update, eval_interval), end_update)
+                k = min(chunk_size, stop - update)
                 t0 = time.perf_counter()
                 state, totals = compiled(state, np.int32(k))
                 totals = jax.device_get(totals)  # the one host sync per chunk
                 elapsed = time.perf_counter() - t0
                 train_seconds += elapsed
                 update += k
-                row = summarize_seeds(totals, k) if vmapped else summarize(totals, k)
+                row = metrics.summarize_seeds(totals, k) if vmapped else metrics.summarize(totals, k)
                 row.update(update=update, time=round(train_seconds, 3), sps=k * steps_per_update * len(seeds) / elapsed)
                 writer.write(update * steps_per_update, row)
                 wandb.log(update * steps_per_update, row)
                 bar.update(k * steps_per_update)
                 if "episode/return_mean" in row:
                     bar.set_postfix(ret=f"{row['episode/return_mean']:.1f}", refresh=False)
-                if update % save_interval == 0 or update == end_update:
-                    checkpoints.save(manager, update, state, assets)
+                saved = update % save_interval == 0 or update == end_update
+                if saved:
+                    save(update, state)
+                if evaluate is not None and (update % eval_interval == 0 or update == total_updates):
+                    # The evaluation key depends on the update only, so a resumed run evaluates as a straight one.
+                    eval_returns = np.asarray(evaluate(state, jax.random.fold_in(eval_key, update)))
+                    stats = eval_summary(eval_returns)
+                    writer.write(update * steps_per_update, stats)
+                    wandb.log(update * steps_per_update, stats)
+                    value = stats[BEST_METRIC]
+                    if best is None or value > best[1]:
+                        if not saved:
+                            save(update, state)
+                        manager.mark_best(update, BEST_METRIC, value)
+                        best = (update, value)
         finally:
             bar.close()
 
@@ -273,15 +307,9 @@ def _train(
         )
         if update < total_updates:
             logger.info("Stopped at update %d of %d; continue with --resume", update, total_updates)
-
-        eval_returns = None
-        if config.eval_episodes and update == total_updates:
-            eval_returns = evaluate_greedy(
-                algorithm, state, eval_keys if vmapped else eval_keys[0], config.eval_episodes
-            )
+            eval_returns = None
+        if eval_returns is not None:
             stats = eval_summary(eval_returns)
-            writer.write(env_steps, stats)
-            wandb.log(env_steps, stats)
             logger.info(
                 "Greedy evaluation over %d episodes%s: eval/return_mean=%.1f ± %.1f (min %.1f, max %.1f)%s",
                 config.eval_episodes,
@@ -292,6 +320,8 @@ def _train(
                 stats["eval/return_max"],
                 f", IQM over seeds {stats['eval/return_iqm']:.1f}" if vmapped else "",
             )
+        if best is not None:
+            logger.info("Best checkpoint: update %d (%s=%.1f)", best[0], BEST_METRIC, best[1])
     logger.info("Metrics: %s", os.path.join(run_dir, "metrics.jsonl"))
     start_env_step = start_update * steps_per_update
     return TrainResult(

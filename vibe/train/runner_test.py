@@ -1,22 +1,28 @@
-"""The host loop: one compile per run, chunk sums turned into means."""
+"""The host loop: one compile per run, chunk sums turned into means, rows, evaluations and the best step."""
+
+import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vibe.algorithms.ppo.agent import PPO
 from vibe.algorithms.ppo.config import PPOConfig
+from vibe.algorithms.ppo.ppo import PPO
+from vibe.checkpoint import manager as checkpoints
+from vibe.checkpoint.config import CheckpointConfig
 from vibe.envs import gymnax_env
+from vibe.logging.metrics import read_metrics
+from vibe.networks.config import EncoderConfig
 from vibe.train import runner
 from vibe.train.config import RunnerConfig
-from vibe.train.loop import make_train_chunk, summarize
+from vibe.train.loop import make_train_chunk
 
 
 @pytest.fixture(scope="module")
 def algo():
-    config = PPOConfig(num_envs=2, num_steps=8, total_timesteps=16 * 7, hidden_sizes=(32, 32))
-    return PPO(config, *gymnax_env.make("CartPole-v1"))
+    config = PPOConfig(num_envs=2, num_steps=8, total_timesteps=16 * 7, encoder=EncoderConfig(hidden_sizes=(32, 32)))
+    return PPO.make(config, *gymnax_env.make("CartPole-v1"))
 
 
 def test_train_chunk_compiles_once_across_calls_and_chunk_lengths(algo):
@@ -37,27 +43,37 @@ def test_chunk_of_k_updates_equals_k_single_steps(algo):
         stepped, metrics = jax.jit(algo.train_step)(stepped)
         sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), chunked.params, stepped.params)
-    np.testing.assert_allclose(totals["loss/total"], sums["loss/total"], rtol=1e-5)
+    np.testing.assert_allclose(totals.per_update["loss/total"], sums.per_update["loss/total"], rtol=1e-5)
+    np.testing.assert_allclose(totals.episode_count, sums.episode_count)
 
 
-def test_summarize_divides_episode_sums_by_count_and_losses_by_updates():
-    totals = {"episode/return_sum": 30.0, "episode/length_sum": 60.0, "episode/count": 3.0, "loss/total": 8.0}
-    assert summarize(totals, num_updates=4) == {
-        "episode/return_mean": 10.0,
-        "episode/length_mean": 20.0,
-        "episode/count": 3.0,
-        "loss/total": 2.0,
-    }
-    assert "episode/return_mean" not in summarize({"episode/return_sum": 0.0, "episode/count": 0.0}, 1)
-
-
-def test_train_runs_every_update_with_a_shorter_last_chunk(algo, tmp_path):
-    config = RunnerConfig(output_dir=str(tmp_path), updates_per_chunk=4, eval_episodes=3, wandb_mode="disabled")
-    result = runner.train(algo, config, run_name="t", hparams={})
+def test_train_logs_a_row_per_chunk_evaluations_and_keeps_the_best_step(algo, tmp_path):
+    config = RunnerConfig(
+        output_dir=str(tmp_path),
+        updates_per_chunk=4,
+        eval_episodes=3,
+        eval_every=3,
+        wandb_mode="disabled",
+        checkpoint=CheckpointConfig(save_interval=6),
+    )
+    result = runner.train(algo, config, run_name="t", hparams={"name": "t"}, env_id="CartPole-v1")
     assert int(result.state.step) == algo.num_updates == 7
     assert result.env_steps == 7 * 16
     assert result.eval_returns.shape == (3,)
-    assert (tmp_path / "t" / "default" / "metrics.jsonl").exists()
+    run_dir = tmp_path / "t" / "default"
+    rows = read_metrics(str(run_dir / "metrics.jsonl"))
+    train_rows = [r for r in rows if "update" in r]
+    eval_rows = [r for r in rows if "eval/return_mean" in r]
+    # Chunks end on evaluation points (3, 6) and on the end: updates 3, 6, 7.
+    assert [r["update"] for r in train_rows] == [3, 6, 7]
+    assert [r["step"] for r in train_rows] == [48, 96, 112]
+    assert all(r["loss/total"] != 0.0 and r["sps"] > 0 for r in train_rows)
+    assert [r["step"] for r in eval_rows] == [48, 96, 112]
+    assert eval_rows[-1]["eval/return_mean"] == pytest.approx(float(result.eval_returns.mean()))
+    best_step = max(eval_rows, key=lambda r: r["eval/return_mean"])["step"] // 16
+    # Saved every 6 updates and at the end; a better evaluation in between is saved too and marked best.
+    assert checkpoints.best_step(str(run_dir)) == best_step
+    assert json.loads((run_dir / "config.json").read_text()) == {"name": "t"}
 
 
 def test_user_paths_resolve_against_the_directory_the_user_ran_from(monkeypatch, tmp_path):
