@@ -17,7 +17,8 @@ Protocol (what openpi-client's ``WebsocketClientPolicy`` expects):
 HTTP: ``GET /healthz`` → 200 ``OK``; ``GET /metrics`` → Prometheus text. With an API
 key (argument or ``VIBE_API_KEY``) every request but ``/healthz`` must carry
 ``Authorization: Api-Key <key>`` (what openpi's client sends); otherwise HTTP 401 at
-the handshake. The key is compared in constant time and never logged.
+the handshake. The key is compared in constant time and never logged. Past
+``max_connections`` open connections a handshake gets HTTP 503 (the client retries).
 
 SIGTERM/SIGINT drain: stop accepting, finish the requests in flight, close the
 connections with 1001, exit 0.
@@ -62,10 +63,11 @@ class ServerConfig:
     max_wait_ms: float = 2.0  # longest a request waits for others to join its batch
     max_queue: int = 64  # queued requests beyond which new ones get a "busy" error
     max_frame_mb: float = 16.0  # largest accepted frame (MiB); larger ones are closed with 1009
+    max_connections: int = 256  # open connections beyond which handshakes get HTTP 503 (memory ~ this × frame)
     drain_timeout_s: float = 30.0  # on SIGTERM, how long in-flight requests may take to finish
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_queue"):
+        for name in ("max_batch", "max_queue", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_wait_ms", "max_frame_mb", "drain_timeout_s"):
@@ -196,6 +198,7 @@ class PolicyServer:
         self._metadata_frame = msgpack_numpy.packb(self._metadata)
         self._active: dict[int, float] = {}  # connection id → time of its last request
         self._in_flight = 0
+        self._open_connections = 0
         self._batcher = Batcher(
             policy,
             [s.key for s in self._specs],
@@ -293,10 +296,14 @@ class PolicyServer:
         if path == "/metrics":
             text = prometheus_client.generate_latest(self._metrics.registry).decode()
             return _text_response(connection, http.HTTPStatus.OK, text, prometheus_client.CONTENT_TYPE_LATEST)
+        if self._open_connections >= self._config.max_connections:
+            self._metrics.errors.labels("too_many_connections").inc()
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections; retry later\n")
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
         conn_id = id(ws)
+        self._open_connections += 1
         self._metrics.connections.inc()
         logger.info("connection from %s", ws.remote_address)
         packer = msgpack_numpy.Packer()
@@ -326,6 +333,7 @@ class PolicyServer:
             pass
         finally:
             self._active.pop(conn_id, None)
+            self._open_connections -= 1
             self._metrics.connections.dec()
             logger.info("connection from %s closed", ws.remote_address)
 

@@ -358,3 +358,20 @@ def test_overload_gets_busy_not_memory():
         assert "busy" in outcomes and "ok" in outcomes, outcomes
         assert proc.metric('vibe_serving_errors_total{kind="busy"}') == outcomes.count("busy")
         assert_served(proc.port)
+
+
+def test_connection_limit_answers_503_and_frees_up():
+    with ServerProcess("--obs", OBS_SPEC, "--max-connections", "2") as proc:
+        first, second = connect(proc.port), connect(proc.port)
+        for ws in (first, second):
+            ws.recv(timeout=10)
+        with pytest.raises(InvalidStatus) as refused:
+            connect(proc.port)
+        assert refused.value.response.status_code == 503
+        assert proc.http_get("/metrics")[0] == 200  # monitoring still works at the limit
+        first.close()
+        deadline = time.monotonic() + 10
+        while proc.metric("vibe_serving_connections") > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert_served(proc.port)
+        second.close()
