@@ -1,0 +1,163 @@
+"""``PixelCartPole``: CartPole-v1 observed only as an RGB image rendered in JAX.
+
+The dynamics, rewards, termination (|x| > 2.4, |theta| > 12 degrees) and the
+500-step truncation are gymnax's CartPole-v1, reached through vibe's
+``GymnaxEnv`` adapter (no auto-reset, terminated vs truncated kept apart); this
+module only replaces the observation by a picture of the state.
+
+The picture follows gym's ``CartPole-v1`` render: a white background, a black
+cart and a brown pole hinged a quarter of the cart's height above its centre,
+the track ``[-x_threshold, x_threshold]`` spanning the image width. Shapes are
+drawn with signed-distance functions over the pixel grid and one pixel of
+antialiasing, so a sub-pixel move of the cart or pole still changes the image
+(a policy can see velocities across stacked frames), and rendering is a few
+fused elementwise ops per pixel with no gathers or loops.
+"""
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+
+from vibe.core import typing as at
+from vibe.core.types import TimeStep
+from vibe.envs import gymnax_env, spaces
+
+ENV_ID = "PixelCartPole-v1"
+# Geometry in metres, gym's (its 600 px wide screen shows 4.8 m: 125 px/m).
+# Small images draw the cart at least 4 x 3 px and the pole at least 2 px wide, so they stay visible.
+CART_HALF_WIDTH = 0.2  # gym: 50 px wide
+CART_HALF_HEIGHT = 0.12  # gym: 30 px high
+POLE_HALF_WIDTH = 0.04  # gym: 10 px wide
+# The pole's hinge sits half the cart's half height above its centre (gym's axle offset).
+# The scene from the cart's bottom to the upright pole's tip is centred vertically;
+# this is the height (m) of that centre above the cart's centre line.
+SCENE_CENTER = 0.47
+# The smallest view height in metres: a short, wide image still shows the whole pole.
+MIN_VIEW_HEIGHT = 2.4
+# RGB colours (gym's): background, cart, pole.
+BACKGROUND = (255.0, 255.0, 255.0)
+CART_COLOR = (0.0, 0.0, 0.0)
+POLE_COLOR = (202.0, 152.0, 101.0)
+MIN_SIZE = 16  # below this the pole is a smudge
+
+
+def _coverage(distance: at.Float[at.Array, "h w"], pixels_per_metre: at.Array) -> at.Float[at.Array, "h w"]:
+    """Fraction of each pixel inside a shape, from the signed distance (m) of its centre: 1 px of antialiasing."""
+    return jnp.clip(0.5 - distance * pixels_per_metre, 0.0, 1.0)
+
+
+def _box_distance(
+    px: at.Array, py: at.Array, cx: at.ArrayLike, cy: at.ArrayLike, hx: at.ArrayLike, hy: at.ArrayLike
+) -> at.Array:
+    """Signed distance to an axis-aligned box with centre ``(cx, cy)`` and half extents ``(hx, hy)``."""
+    qx, qy = jnp.abs(px - jnp.asarray(cx)) - hx, jnp.abs(py - jnp.asarray(cy)) - hy
+    outside = jnp.hypot(jnp.maximum(qx, 0.0), jnp.maximum(qy, 0.0))
+    return outside + jnp.minimum(jnp.maximum(qx, qy), 0.0)
+
+
+def _segment_distance(
+    px: at.Array,
+    py: at.Array,
+    ax: at.ArrayLike,
+    ay: at.ArrayLike,
+    bx: at.ArrayLike,
+    by: at.ArrayLike,
+    radius: at.ArrayLike,
+) -> at.Array:
+    """Signed distance to the capsule of ``radius`` around the segment ``a -> b``."""
+    ax, ay, bx, by = (jnp.asarray(v, jnp.float32) for v in (ax, ay, bx, by))
+    pax, pay, bax, bay = px - ax, py - ay, bx - ax, by - ay
+    t = jnp.clip((pax * bax + pay * bay) / (bax * bax + bay * bay), 0.0, 1.0)
+    return jnp.hypot(pax - bax * t, pay - bay * t) - radius
+
+
+def render(
+    x: at.Float[at.Array, ""],
+    theta: at.Float[at.Array, ""],
+    height: int,
+    width: int,
+    x_threshold: at.ArrayLike = 2.4,
+    pole_length: at.ArrayLike = 1.0,
+) -> at.UInt[at.Array, "{height} {width} 3"]:
+    """The RGB uint8 ``[height, width, 3]`` picture of a cart at ``x`` (m) with the pole at ``theta`` (rad).
+
+    ``theta = 0`` is upright, positive leans right (gym's convention). The view is
+    ``2 * x_threshold`` metres wide (at least ``MIN_VIEW_HEIGHT`` tall); ``pole_length``
+    is the full length (gymnax's ``2 * params.length``). Pure JAX: jits and vmaps.
+    """
+    pixels_per_metre = jnp.minimum(width / (2.0 * jnp.asarray(x_threshold, jnp.float32)), height / MIN_VIEW_HEIGHT)
+    # Pixel centres in world metres: x to the right from the track centre, y up from the cart's centre line.
+    cols = (jnp.arange(width, dtype=jnp.float32) + 0.5 - width / 2) / pixels_per_metre
+    rows = SCENE_CENTER - (jnp.arange(height, dtype=jnp.float32) + 0.5 - height / 2) / pixels_per_metre
+    px, py = cols[None, :], rows[:, None]
+    pixel = 1.0 / pixels_per_metre
+    cart_half_width = jnp.maximum(CART_HALF_WIDTH, 2.0 * pixel)
+    cart_half_height = jnp.maximum(CART_HALF_HEIGHT, 1.5 * pixel)
+    cart = _coverage(_box_distance(px, py, x, 0.0, cart_half_width, cart_half_height), pixels_per_metre)
+    pivot = cart_half_height / 2
+    tip_x = x + pole_length * jnp.sin(theta)
+    tip_y = pivot + pole_length * jnp.cos(theta)
+    pole_half_width = jnp.maximum(POLE_HALF_WIDTH, pixel)
+    pole = _coverage(_segment_distance(px, py, x, pivot, tip_x, tip_y, pole_half_width), pixels_per_metre)
+    image = jnp.asarray(BACKGROUND, jnp.float32)
+    image = image + cart[..., None] * (jnp.asarray(CART_COLOR, jnp.float32) - image)
+    image = image + pole[..., None] * (jnp.asarray(POLE_COLOR, jnp.float32) - image)
+    return jnp.round(image).astype(jnp.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelCartPole:
+    """CartPole-v1 with ``Image(height, width, 3)`` uint8 observations; does NOT auto-reset.
+
+    The state and params are gymnax's CartPole ``EnvState`` (x, x_dot, theta,
+    theta_dot, time) and ``EnvParams`` (``max_steps_in_episode=500``). Two
+    instances of the same size compare equal, so one can be a static ``jit`` argument.
+
+    Attributes:
+        height: image height in pixels (>= 16).
+        width: image width in pixels (>= 16).
+    """
+
+    height: int = 64
+    width: int = 64
+    _inner: gymnax_env.GymnaxEnv = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for field in ("height", "width"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < MIN_SIZE:
+                raise ValueError(f"PixelCartPole.{field} must be an int >= {MIN_SIZE}, got {value!r}.")
+        object.__setattr__(self, "_inner", gymnax_env.GymnaxEnv("CartPole-v1"))
+
+    @property
+    def name(self) -> str:
+        return ENV_ID
+
+    @property
+    def default_params(self) -> Any:
+        return self._inner.default_params
+
+    def render(self, state: Any, params: Any) -> at.UInt[at.Array, "h w 3"]:
+        """The observation of ``state``: ``[height, width, 3]`` uint8."""
+        return render(state.x, state.theta, self.height, self.width, params.x_threshold, 2.0 * params.length)
+
+    def reset(self, key: at.Key, params: Any) -> tuple[Any, TimeStep]:
+        state, timestep = self._inner.reset(key, params)
+        return state, dataclasses.replace(timestep, obs=self.render(state, params))
+
+    def step(self, key: at.Key, state: Any, action: at.Array, params: Any) -> tuple[Any, TimeStep]:
+        next_state, timestep = self._inner.step(key, state, action, params)
+        return next_state, dataclasses.replace(timestep, obs=self.render(next_state, params))
+
+    def observation_space(self, params: Any) -> spaces.Image:
+        return spaces.Image(self.height, self.width, 3)
+
+    def action_space(self, params: Any) -> spaces.Discrete | spaces.Box:
+        return self._inner.action_space(params)
+
+
+def make(height: int = 64, width: int = 64) -> tuple[PixelCartPole, Any]:
+    """``(PixelCartPole(height, width), its default params)``."""
+    env = PixelCartPole(height, width)
+    return env, env.default_params
