@@ -30,6 +30,9 @@ class CNNConfig:
     kernel_sizes: tuple[int, ...] = (3,)  # square kernel size per conv layer
     strides: tuple[int, ...] = (1,)  # stride per conv layer
     padding: Literal["SAME", "VALID"] = "SAME"  # conv padding of every layer
+    # how each conv is computed (same parameters and outputs either way): auto picks per layer by shape
+    # (vibe/networks/cnn.py has the measurements); lax is flax's nn.Conv; patches; slices (im2col by hand)
+    conv_impl: Literal["auto", "lax", "patches", "slices"] = "auto"
 
     def __post_init__(self) -> None:
         for name in ("channels", "kernel_sizes", "strides"):
@@ -42,6 +45,14 @@ class CNNConfig:
             )
         if self.padding not in ("SAME", "VALID"):
             raise ValueError(f"CNNConfig.padding={self.padding!r} must be SAME or VALID.")
+        if self.conv_impl not in ("auto", "lax", "patches", "slices"):
+            raise ValueError(f"CNNConfig.conv_impl={self.conv_impl!r} must be auto, lax, patches or slices.")
+
+
+# PureJaxRL's MinAtar torso (one 16-filter 3×3 SAME conv), the default: 1,600 features on 10×10 images.
+MINATAR_CNN = CNNConfig()
+# Mnih et al. 2015 (Nature DQN): 32 8×8/4, 64 4×4/2, 64 3×3/1, VALID: 3,136 features on 84×84 images.
+NATURE_CNN = CNNConfig(channels=(32, 64, 64), kernel_sizes=(8, 4, 3), strides=(4, 2, 1), padding="VALID")
 
 
 @dataclasses.dataclass(frozen=True)
