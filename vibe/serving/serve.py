@@ -15,17 +15,19 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import tyro
 
+from vibe.policies.policy import Policy
 from vibe.serving.server import PolicyServer, ServerConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class PolicyArgs:
     dir: str  # run directory holding the checkpoints (relative to where the command runs)
-    step: str = "latest"  # which checkpoint: best, latest, or a step number
+    step: str = "best"  # which checkpoint: best (latest when none is marked best), latest, or a step number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +49,24 @@ def parse_step(step: str) -> str | int:
     raise ValueError(f"--policy.step {step!r}: expected best, latest or a step number")
 
 
+def _create_trained_policy() -> Callable[..., Policy]:
+    """``vibe.policies``' loader, imported only here: the server, its tests and this CLI work without it (and JAX)."""
+    for module in ("vibe.policies", "vibe.policies.trained"):
+        try:
+            loader = getattr(importlib.import_module(module), "create_trained_policy", None)
+        except ModuleNotFoundError:
+            continue
+        if loader is not None:
+            return loader
+    raise ValueError("this build has no vibe.policies.create_trained_policy to load checkpoints with")
+
+
 def main(args: Args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname).1s %(asctime)s %(name)s] %(message)s")
     run_dir = user_path(args.policy.dir)
     try:
         step = parse_step(args.policy.step)
-        # Imported here so the server, its tests and its CLI work before (and without) the trained-policy code.
-        create_trained_policy = getattr(importlib.import_module("vibe.policies"), "create_trained_policy", None)
-        if create_trained_policy is None:
-            raise ValueError("this build has no vibe.policies.create_trained_policy to load checkpoints with")
-        policy = create_trained_policy(run_dir, step=step)
+        policy = _create_trained_policy()(run_dir, step=step)
     except (FileNotFoundError, ValueError) as e:
         message = " ".join(str(e).split())
         print(f"error: cannot serve {args.policy.dir} (step {args.policy.step}): {message}", file=sys.stderr)

@@ -5,7 +5,10 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 import vibe
+from vibe.serving import serve
 
 ROOT = pathlib.Path(vibe.__file__).parent.parent
 
@@ -29,12 +32,22 @@ def test_help_lists_the_flags():
     assert "--max-frame-mb" in result.stdout
 
 
-def test_run_dir_without_a_checkpoint_is_one_line_error(tmp_path):
-    result = run("--policy.dir", str(tmp_path / "no_such_run"))
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: cannot serve "), result.stderr
-    assert "no_such_run" in lines[0]
+@pytest.mark.parametrize(
+    "error",
+    [
+        FileNotFoundError("no checkpoint in /runs/x;\nrun training first"),
+        ValueError("checkpoint 7 of /runs/x has no params"),
+    ],
+)
+def test_unusable_run_dir_is_one_line_error(monkeypatch, capsys, error):
+    def loader(run_dir, *, step):
+        assert step == 7
+        raise error
+
+    monkeypatch.setattr(serve, "_create_trained_policy", lambda: loader)
+    assert serve.main(serve.Args(serve.PolicyArgs(dir="/runs/x", step="7"))) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"error: cannot serve /runs/x (step 7): {' '.join(str(error).split())}"]
 
 
 def test_bad_step_is_one_line_error(tmp_path):

@@ -228,6 +228,8 @@ class PolicyServer:
 
     def serve_forever(self) -> None:
         """Warms up, serves until SIGTERM/SIGINT, drains; returns normally (exit 0)."""
+        # websockets logs every handshake at INFO; this module logs connections itself.
+        logging.getLogger("websockets").setLevel(logging.WARNING)
         asyncio.run(self._main())
 
     async def _main(self) -> None:
@@ -329,8 +331,12 @@ class PolicyServer:
                 end = time.monotonic()
                 prev_total_ms = (end - loop_start) * 1e3
                 self._metrics.latency.observe(end - start)
-        except websockets.ConnectionClosed:
-            pass
+        except websockets.ConnectionClosed as e:
+            if e.sent is not None and e.sent.code == 1009:
+                self._metrics.errors.labels("frame_too_big").inc()
+                logger.warning(
+                    "closed %s with 1009: frame over max_frame_mb %s", ws.remote_address, self._config.max_frame_mb
+                )
         finally:
             self._active.pop(conn_id, None)
             self._open_connections -= 1

@@ -276,6 +276,7 @@ def test_oversize_frame_is_closed_with_1009():
                 ws.recv(timeout=10)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
         assert_served(proc.port)
+        assert proc.metric('vibe_serving_errors_total{kind="frame_too_big"}') == 1
 
 
 def test_auth():
@@ -301,7 +302,7 @@ def test_no_key_configured_serves_any_client(server):
 
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0():
-    proc = ServerProcess("--obs", OBS_SPEC, "--delay-ms", "700")
+    proc = ServerProcess("--obs", OBS_SPEC, "--delay-ms", "700", "--max-batch", "1")  # one warm-up call
     with proc:
         ws = connect(proc.port)
         ws.recv(timeout=10)
