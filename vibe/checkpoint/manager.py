@@ -4,6 +4,8 @@ A checkpoint is one orbax step (the update count) with three items:
 
 - `params`: the policy's parameters only, a standard orbax PyTree checkpoint
   that loads without vibe (`ocp.StandardCheckpointer().restore(dir/params)`);
+  `restore_params` reads it with the assets and never touches `train_state`
+  (a policy server needs no replay buffer);
 - `train_state`: everything else the run needs to continue bit-for-bit
   (optimizer state, env states and observations, RNG key, replay buffer,
   counters): the run state with `params` left out. The writer process stores
@@ -11,7 +13,19 @@ A checkpoint is one orbax step (the update count) with three items:
   dtype in the assets' `packed_layouts`): orbax's CPU cost grows with the
   number of arrays. Multi-process saves store one array per leaf;
   `restore` reads both;
-- `assets`: JSON with the resolved config and the env's observation/action spec.
+- `assets`: JSON (`<step>/assets/metadata`) with the resolved config and the
+  env's observation/action spec; `read_assets(..., required=...)` names a
+  missing field and the file.
+
+Beside the steps, a run directory holds:
+
+- `best.json`: the step that evaluated best (`CheckpointManager.mark_best`,
+  `best_step`; see `vibe.checkpoint.best`). The keep policy (the latest
+  `max_to_keep`, every `keep_period`-th) never deletes it;
+- `_broken/<step>-<unix time>/`: checkpoints that `restore` could not read
+  (a truncated or corrupt file), moved there, never deleted, once an older
+  step restored instead;
+- `_deleted/`: steps the keep policy dropped, renamed there, then deleted.
 
 Saves are asynchronous: `save` copies the arrays to host memory (the host loop
 donates the live state to the next chunk) and a low-priority writer process
@@ -20,26 +34,57 @@ almost no CPU from training. Orbax's temporary-directory-then-rename commit
 means a process killed mid-save leaves the previous checkpoint as the latest
 complete one. Under several JAX processes (multi-host) each process writes its
 own shards through orbax's in-process async save instead.
+
+Reading (`restore_params`, `read_assets`, `best_step`, `restore`) takes a
+`CheckpointManager` or a run directory path; a path is opened read-only (no
+writer process; nothing is created, moved or deleted).
 """
 
 import logging
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from vibe.checkpoint import writer
+from vibe.checkpoint import best, writer
 from vibe.checkpoint.config import CheckpointConfig
+from vibe.checkpoint.reading import (
+    BROKEN_DIR,
+    LayoutMismatchError,
+    Step,
+    _split,
+    best_record,
+    best_step,
+    read_assets,
+    restore,
+    restore_assets,
+    restore_params,
+)
 
 logger = logging.getLogger(__name__)
 
 State = Any
+
+__all__ = [  # reading lives in vibe.checkpoint.reading; one import gives the whole API
+    "BROKEN_DIR",
+    "CheckpointManager",
+    "LayoutMismatchError",
+    "Step",
+    "best_record",
+    "best_step",
+    "initialize_checkpoint_dir",
+    "read_assets",
+    "restore",
+    "restore_assets",
+    "restore_params",
+    "save",
+]
 
 
 class CheckpointManager:
@@ -47,8 +92,9 @@ class CheckpointManager:
 
     def __init__(self, directory: str, config: CheckpointConfig) -> None:
         writer.empty_trash(directory)  # a dropped step half-deleted by a killed save; orbax removes its tmp dirs
-        options = writer.orbax_options(config, asynchronous=True, trash=False)
+        options = writer.orbax_options(config, asynchronous=True, trash=False, directory=directory)
         self._orbax = ocp.CheckpointManager(directory, options=options)
+        self._last_saved: int | None = None
         # Several processes each hold shards of the state: orbax coordinates their writes in process.
         self._writer = writer.WriterProcess(directory, config) if jax.process_count() == 1 else None
         if self._writer is not None:
@@ -66,11 +112,18 @@ class CheckpointManager:
         self._orbax.reload()
         return list(self._orbax.all_steps())
 
+    def reload(self) -> None:
+        """Re-lists the steps on disk, here and (before its next save) in the writer process."""
+        self._orbax.reload()
+        if self._writer is not None:
+            self._writer.reload()
+
     def restore(self, step: int, args: Any) -> Any:
         return self._orbax.restore(step, args=args)
 
     def save(self, step: int, items: dict[str, Any], assets: dict[str, Any]) -> None:
         """Starts writing `items` (item name → pytree of arrays) and `assets` (JSON) as checkpoint `step`."""
+        self._last_saved = step
         if self._writer is not None:
             self._writer.save(step, items, assets, packed=("train_state",))
             return
@@ -78,6 +131,53 @@ class CheckpointManager:
         items = jax.tree.map(lambda x: x.copy(), items)
         args = {name: ocp.args.StandardSave(tree) for name, tree in items.items()}
         self._orbax.save(step, args=ocp.args.Composite(**args, assets=ocp.args.JsonSave(assets)))
+
+    def mark_best(self, step: int, metric_name: str, value: float) -> None:
+        """Records saved checkpoint `step` as the run's best (`metric_name` = `value`) in `<run_dir>/best.json`.
+
+        From then on the keep policy never deletes `step` (until another step is marked best), and a new manager
+        on this directory (a resumed run) reads it back: `best_step`, `best_record`, `restore_params(step="best")`.
+        The caller decides what "best" means; this records its choice. Call it with the step of the save in
+        flight or of a committed checkpoint (ValueError otherwise); under several processes every process calls
+        it with the same arguments and process 0 writes the file.
+        """
+        pending = self._in_flight_step()
+        if pending is not None and pending != step:
+            # The keep decision of that newer save may predate best.json: let it finish, then check `step` is left.
+            self.wait_until_finished()
+            pending = None
+        if step != pending and step not in self.all_steps():
+            raise ValueError(
+                f"cannot mark checkpoint {step} best: {self.directory} holds no step {step} (steps: "
+                f"{sorted(self.all_steps())}); mark a step right after saving it, before the keep policy drops it"
+            )
+        if jax.process_index() == 0:
+            best.write(str(self.directory), step, metric_name, value)
+
+    def best_step(self) -> int | None:
+        """The step recorded by `mark_best` (in this or an earlier run in the directory), or None."""
+        return best_step(self)
+
+    def move_aside(self, step: int) -> str:
+        """Moves checkpoint `step` to `<run_dir>/_broken/<step>-<unix time>/` (never deletes it); returns that path.
+
+        Orbax's list of steps, here and in the writer process, is re-read afterwards, so the keep policy neither
+        counts the step nor tries to delete it.
+        """
+        self.wait_until_finished()
+        directory = str(self.directory)
+        target = os.path.join(directory, BROKEN_DIR, f"{step}-{int(time.time())}")
+        if jax.process_index() == 0:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            suffix = 0
+            while os.path.exists(target):  # two moves of one step number within a second
+                suffix += 1
+                target = os.path.join(directory, BROKEN_DIR, f"{step}-{int(time.time())}-{suffix}")
+            os.rename(os.path.join(directory, str(step)), target)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"vibe.checkpoint.move_aside.{step}")
+        self.reload()
+        return target
 
     def is_saving_in_progress(self) -> bool:
         return self._writer.in_flight() if self._writer is not None else self._orbax.is_saving_in_progress()
@@ -95,6 +195,11 @@ class CheckpointManager:
                 self._writer.close()
         finally:
             self._orbax.close()
+
+    def _in_flight_step(self) -> int | None:
+        if self._writer is not None:
+            return self._writer.pending_step
+        return self._last_saved if self._orbax.is_saving_in_progress() else None
 
 
 def initialize_checkpoint_dir(
@@ -167,93 +272,7 @@ def _prepare_shared_directory(directory: str, *, overwrite: bool, resume: bool) 
     return bool(outcome[1])
 
 
-def _split(state: State) -> tuple[Any, dict[str, Any], list[str]]:
-    """(params, the other leaves as a flat dict, their key paths).
-
-    The rest of the state is stored flat ("00000", "00001", ...): orbax's
-    structure matching trips on optax's empty states (saved as dicts, restored
-    as EmptyState), and a flat dict has no such nodes. The key paths, saved in
-    the assets, catch a checkpoint written by a different state layout.
-    """
-    leaves = jax.tree_util.tree_flatten_with_path(state.replace(params=None))[0]
-    flat = {f"{i:05d}": leaf for i, (_, leaf) in enumerate(leaves)}
-    return state.params, flat, [jax.tree_util.keystr(path) for path, _ in leaves]
-
-
 def save(manager: CheckpointManager, step: int, state: State, assets: Mapping[str, Any]) -> None:
     """Starts an asynchronous save of `state` as checkpoint `step`; on return `state` may be donated."""
     params, train_state, paths = _split(state)
     manager.save(step, {"params": params, "train_state": train_state}, {**assets, "train_state_paths": paths})
-
-
-def _placed(leaf: Any) -> Any:
-    """`leaf` with a sharding: the default device when it has none, so orbax restores a jax.Array."""
-    if isinstance(leaf, jax.ShapeDtypeStruct) and leaf.sharding is None:
-        return jax.ShapeDtypeStruct(
-            leaf.shape, leaf.dtype, sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        )
-    return leaf
-
-
-def restore(manager: Any, abstract_state: State, step: int | None = None) -> tuple[int, State]:
-    """`(step, state)` of checkpoint `step` (the latest complete one by default).
-
-    `manager`: a `CheckpointManager` or a plain `ocp.CheckpointManager` of the
-    run directory. `abstract_state` gives structure, shapes, dtypes and
-    shardings, e.g. `jax.eval_shape(algorithm.init, key)` (leaves without a
-    sharding go to the default device).
-    """
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"no complete checkpoint in {manager.directory}")
-    params, train_state, paths = _split(jax.tree.map(_placed, abstract_state))
-    assets = restore_assets(manager, step)
-    saved_paths = assets.get("train_state_paths")
-    if saved_paths != paths:
-        raise ValueError(
-            f"checkpoint {step} in {manager.directory} holds a different run state layout than this code builds "
-            f"(e.g. another algorithm or config); resume it with the config it was written with"
-        )
-    layout = assets.get(writer.PACKED_LAYOUTS, {}).get("train_state")
-    # A packed train_state is one byte array: read to host memory (a numpy template), then split.
-    template = train_state if layout is None else {"bytes": np.zeros(sum(map(_nbytes, layout)), np.uint8)}
-    restored = manager.restore(
-        step,
-        args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(params),
-            train_state=ocp.args.StandardRestore(template),
-        ),
-    )
-    if layout is None:
-        leaves = [restored.train_state[key] for key in sorted(restored.train_state)]
-    else:
-        leaves = _unpack(np.asarray(restored.train_state["bytes"]), layout, train_state, paths, manager, step)
-    rest = abstract_state.replace(params=None)
-    state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(rest), leaves)
-    return step, state.replace(params=restored.params)
-
-
-def _nbytes(entry: Any) -> int:
-    _, shape, dtype = entry
-    return int(np.prod(shape, dtype=np.int64)) * jnp.dtype(dtype).itemsize
-
-
-def _unpack(data: np.ndarray, layout: list, abstract: dict[str, Any], paths: list[str], manager: Any, step: int):
-    """The leaves of a packed `train_state` (`data`, its bytes), placed as `abstract` (a flat dict) says."""
-    arrays = []
-    for (offset, shape, dtype), key, path in zip(layout, sorted(abstract), paths, strict=True):
-        want = abstract[key]
-        if tuple(shape) != want.shape or jnp.dtype(dtype) != want.dtype:
-            raise ValueError(
-                f"checkpoint {step} in {manager.directory} holds train_state{path} as {dtype}{list(shape)}, but this "
-                f"config builds {want.dtype}{list(want.shape)}; resume it with the config it was written with"
-            )
-        host = np.frombuffer(data, jnp.dtype(dtype), int(np.prod(shape, dtype=np.int64)), offset).reshape(shape)
-        arrays.append(jax.make_array_from_callback(want.shape, want.sharding, host.__getitem__))
-    return arrays
-
-
-def restore_assets(manager: Any, step: int | None = None) -> dict[str, Any]:
-    """The JSON assets of checkpoint `step` (the latest by default)."""
-    step = manager.latest_step() if step is None else step
-    return dict(manager.restore(step, args=ocp.args.Composite(assets=ocp.args.JsonRestore())).assets)

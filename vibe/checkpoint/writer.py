@@ -22,8 +22,13 @@ Lifetime: the child starts with the manager (its ~2 s of imports overlap the cal
 too) and is killed on `close`, once the save in flight is committed. It also kills itself the moment the parent
 process dies (a pidfd), so no orphan keeps writing into a run directory that a resumed run has taken over. Linux
 only (memfd, SOCK_SEQPACKET, pidfd).
+
+Its orbax manager lists the steps once; when the parent moves a step aside (`CheckpointManager.move_aside`, an
+unreadable one on resume) the next request says `reload`, so the keep policy neither counts nor deletes a step that
+is gone. The keep policy also keeps the step named in `best.json`, read at each decision (`vibe.checkpoint.best`).
 """
 
+import contextlib
 import dataclasses
 import json
 import mmap
@@ -45,6 +50,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from vibe.checkpoint import best
 from vibe.checkpoint.config import CheckpointConfig
 
 # Steps orbax drops go here by an atomic rename and are deleted afterwards: a kill during a deletion must not
@@ -72,9 +78,14 @@ writer.serve(spec)
 """
 
 
-def orbax_options(config: CheckpointConfig, *, asynchronous: bool, trash: bool) -> ocp.CheckpointManagerOptions:
-    """The orbax manager options of a run directory (kept steps, tmp-dir cleanup, async timeout)."""
-    policies: list[Any] = [ocp.checkpoint_managers.LatestN(n=config.max_to_keep)]
+def orbax_options(
+    config: CheckpointConfig, *, asynchronous: bool, trash: bool, directory: str
+) -> ocp.CheckpointManagerOptions:
+    """The orbax manager options of run directory `directory` (kept steps, tmp-dir cleanup, async timeout).
+
+    Kept: the latest `max_to_keep`, every `keep_period`-th, and the step named in `best.json` (`best.KeepBest`).
+    """
+    policies: list[Any] = [ocp.checkpoint_managers.LatestN(n=config.max_to_keep), best.KeepBest(directory)]
     if config.keep_period:
         policies.append(ocp.checkpoint_managers.EveryNSteps(interval_steps=config.keep_period))
     return ocp.CheckpointManagerOptions(
@@ -184,11 +195,21 @@ class WriterProcess:
         self._sock: socket.socket | None = None
         self._pending: tuple[int, float] | None = None  # (step, time.monotonic() at its start)
         self._failure: Exception | None = None  # raised by the next wait
+        self._reload = False  # the next request tells the child to re-list the steps on disk
         self._buffer = _SharedBuffer()
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
+
+    @property
+    def pending_step(self) -> int | None:
+        """The step of the save in flight (None when there is none)."""
+        return self._pending[0] if self.in_flight() and self._pending else None
+
+    def reload(self) -> None:
+        """Makes the child re-list the steps on disk before its next save (a step was moved behind its back)."""
+        self._reload = True
 
     def start(self) -> None:
         """Starts the child (if not running): its imports then overlap the caller's compile, not its first save."""
@@ -228,12 +249,12 @@ class WriterProcess:
         assert self._sock is not None
         header_offset, size = _pack(self._buffer, items, assets, packed)  # the child is done with it: no save in flight
         try:
-            request = {"step": step, "header_offset": header_offset, "size": size}
+            request = {"step": step, "header_offset": header_offset, "size": size, "reload": self._reload}
             socket.send_fds(self._sock, [pickle.dumps(request)], [self._buffer.fd])
         except OSError as e:
             code = self._stop()
             raise RuntimeError(f"the checkpoint writer process of {self.directory} is gone (exit code {code})") from e
-        self._pending = (step, time.monotonic())
+        self._pending, self._reload = (step, time.monotonic()), False
 
     def in_flight(self) -> bool:
         """Whether a save is still being written."""
@@ -335,8 +356,18 @@ def serve(spec: dict[str, Any]) -> None:
     _exit_with_parent(spec["parent_pid"])
     sock = socket.socket(fileno=spec["fd"])
     config = CheckpointConfig(**spec["config"])
-    # Synchronous: this process is the background.
-    manager = ocp.CheckpointManager(spec["directory"], options=orbax_options(config, asynchronous=False, trash=True))
+    directory = spec["directory"]
+
+    def open_manager() -> ocp.CheckpointManager:  # synchronous: this process is the background
+        options = orbax_options(config, asynchronous=False, trash=True, directory=directory)
+        return ocp.CheckpointManager(directory, options=options)
+
+    # Made at start, so its threads have come and gone before the first save. The parent may move a step aside
+    # meanwhile (an unreadable one, on resume): then its next request says "reload", and a construction that
+    # tripped over the move is retried at the first request, which reports its error.
+    manager: ocp.CheckpointManager | None = None
+    with contextlib.suppress(Exception):
+        manager = open_manager()
     try:
         while True:
             message, fds, _, _ = socket.recv_fds(sock, _MAX_MESSAGE, 1)
@@ -345,7 +376,11 @@ def serve(spec: dict[str, Any]) -> None:
             request = pickle.loads(message)
             error = None
             try:
-                _write(manager, {**request, "directory": spec["directory"]}, fds[0])
+                if manager is None:
+                    manager = open_manager()
+                elif request.get("reload"):
+                    manager.reload()
+                _write(manager, {**request, "directory": directory}, fds[0])
             except Exception:
                 error = traceback.format_exc()[-_MAX_ANSWER // 16 :]  # its end, well within one datagram
             finally:
@@ -353,4 +388,5 @@ def serve(spec: dict[str, Any]) -> None:
                     os.close(fd)
             sock.send(pickle.dumps((request["step"], error)))
     finally:
-        manager.close()
+        if manager is not None:
+            manager.close()
