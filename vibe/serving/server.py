@@ -51,6 +51,10 @@ logger = logging.getLogger(__name__)
 API_KEY_ENV = "VIBE_API_KEY"
 # A client counts towards the batch the worker waits for while it sent a request this recently.
 _ACTIVE_WINDOW_S = 1.0
+# Frames websockets buffers per connection beyond the one being served. Requests on a
+# connection are answered in order, one at a time, so a deeper buffer only lets one
+# client park memory: at most max_connections × (1 + this) × max_frame_mb are held.
+_RECEIVE_QUEUE_FRAMES = 2
 _CLOSE_REASON_1011 = "Internal server error. Traceback included in previous frame."
 
 
@@ -63,7 +67,7 @@ class ServerConfig:
     max_wait_ms: float = 2.0  # longest a request waits for others to join its batch
     max_queue: int = 64  # queued requests beyond which new ones get a "busy" error
     max_frame_mb: float = 16.0  # largest accepted frame (MiB); larger ones are closed with 1009
-    max_connections: int = 256  # open connections beyond which handshakes get HTTP 503 (memory ~ this × frame)
+    max_connections: int = 64  # open connections beyond which handshakes get HTTP 503
     drain_timeout_s: float = 30.0  # on SIGTERM, how long in-flight requests may take to finish
 
     def __post_init__(self) -> None:
@@ -253,6 +257,7 @@ class PolicyServer:
                 process_request=self._process_request,
                 compression=None,
                 max_size=int(c.max_frame_mb * 2**20),
+                max_queue=_RECEIVE_QUEUE_FRAMES,
                 close_timeout=5,
             ) as server:
                 self.port = server.sockets[0].getsockname()[1]
