@@ -1,0 +1,46 @@
+"""Tests for vibe.envs.registry: vibe's and gymnax's ids, and suggestions for unknown ones."""
+
+import pytest
+
+from vibe.envs import gymnax_env, pixel_cartpole, registry, spaces
+
+
+def test_vibe_ids():
+    env, params = registry.make("PixelCartPole-v1")
+    assert isinstance(env, pixel_cartpole.PixelCartPole)
+    assert env.observation_space(params) == spaces.Image(64, 64, 3)
+    assert params.max_steps_in_episode == 500
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "Breakout-MinAtar"])
+def test_gymnax_ids_delegate_to_the_adapter(env_id):
+    env, params = registry.make(env_id)
+    assert env == gymnax_env.GymnaxEnv(env_id)
+    assert params == env.default_params
+
+
+def test_env_ids_list_vibe_first_and_leave_out_excluded_ones():
+    ids = registry.env_ids()
+    assert ids[0] == "PixelCartPole-v1"
+    assert {"CartPole-v1", "Freeway-MinAtar", "SpaceInvaders-MinAtar", "Asterix-MinAtar"} <= set(ids)
+    assert "MNISTBandit-bsuite" not in ids
+    with pytest.raises(ValueError, match="downloads MNIST"):
+        registry.make("MNISTBandit-bsuite")
+
+
+@pytest.mark.parametrize(
+    ("env_id", "suggestion"),
+    [
+        ("PixelCartpole-v1", "PixelCartPole-v1"),
+        ("CartPole-v0", "CartPole-v1"),
+        ("Breakout-Minatar", "Breakout-MinAtar"),
+    ],
+)
+def test_unknown_ids_suggest_the_closest(env_id, suggestion):
+    with pytest.raises(ValueError, match=rf"unknown env id '{env_id}'\. Did you mean .*{suggestion}"):
+        registry.make(env_id)
+
+
+def test_unrelated_ids_list_the_known_ones():
+    with pytest.raises(ValueError, match="Known ids: PixelCartPole-v1, CartPole-v1"):
+        registry.make("zzz")
