@@ -2,11 +2,15 @@
 
 import asyncio
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vibe.policies.policy import array_spec
 from vibe.serving.batching import Batcher, Busy, PolicyError, batch_sizes
 from vibe.serving.fake_policy import FakePolicy, expected_actions
+from vibe.serving.server import PolicyServer, ServerConfig
 
 SPEC = {"state": ((3,), np.dtype(np.float32))}
 
@@ -72,3 +76,43 @@ def test_full_queue_raises_busy():
             batcher.submit({"state": np.zeros(3, np.float32)})
 
     asyncio.run(main())  # the worker never started: nothing leaves the queue
+
+
+class JitPolicy:
+    """actions = 2 * state through jax.jit, counting traces (one per new batch size)."""
+
+    def __init__(self) -> None:
+        self.traces: list[int] = []
+
+        @jax.jit
+        def act(state):
+            self.traces.append(state.shape[0])
+            return 2 * state
+
+        self._act = act
+
+    @property
+    def metadata(self):
+        return {"observation": {"state": array_spec((3,), np.float32)}, "action": array_spec((3,), np.float32)}
+
+    def infer_batch(self, obs):
+        return {"actions": self._act(jnp.asarray(obs["state"])), "policy_timing": {"infer_ms": 0.0}}
+
+    def infer(self, obs):
+        raise NotImplementedError
+
+    def reset(self):
+        pass
+
+
+def test_warm_up_compiles_every_size_and_load_compiles_nothing():
+    policy = JitPolicy()
+    PolicyServer(policy, ServerConfig(max_batch=8)).warm_up()
+    assert sorted(policy.traces) == [1, 2, 4, 8]
+    batcher = Batcher(policy, ["state"], max_batch=8, max_wait_s=0.0, max_queue=64)
+    observations = [{"state": np.full(3, i, np.float32)} for i in range(29)]
+    results = run_concurrently(batcher, observations)
+    assert sorted(policy.traces) == [1, 2, 4, 8]  # whatever sizes the load formed, no new trace
+    for obs, result in zip(observations, results, strict=True):
+        assert isinstance(result.output["actions"], np.ndarray)  # JAX output converted for the codec
+        np.testing.assert_allclose(result.output["actions"], 2 * obs["state"])

@@ -134,6 +134,8 @@ class WebsocketClientPolicy:
 def _step(value: Any, i: int) -> Any:
     if isinstance(value, dict):
         return {k: _step(v, i) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_step(v, i) for v in value)
     if isinstance(value, np.ndarray):
         return value[i, ...]
     return value

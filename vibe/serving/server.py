@@ -177,6 +177,9 @@ class _Metrics:
             "vibe_serving_infer_seconds", "infer_batch wall time", registry=r, buckets=(0.001, 0.005, 0.02, 0.1, 0.5)
         )
         self.connections = prometheus_client.Gauge("vibe_serving_connections", "Open connections", registry=r)
+        self.queue_depth = prometheus_client.Gauge(
+            "vibe_serving_queue_depth", "Requests waiting for a batch", registry=r
+        )
 
     def on_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
@@ -213,6 +216,7 @@ class PolicyServer:
             on_batch=self._on_batch,
         )
         self._metrics = _Metrics(self._batcher.sizes)
+        self._metrics.queue_depth.set_function(self._batcher.queued)
         self.port: int | None = None  # the bound port, once serving
 
     def _on_batch(self, size: int, seconds: float) -> None:
