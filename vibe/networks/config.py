@@ -74,8 +74,19 @@ class ViTConfig:
             raise ValueError(f"ViTConfig.num_heads={self.num_heads} must divide width={self.width}.")
         if self.posemb not in ("learned", "sincos2d"):
             raise ValueError(f"ViTConfig.posemb={self.posemb!r} must be learned or sincos2d.")
+        if self.posemb == "sincos2d" and (self.width % 4 or self.width < 8):
+            raise ValueError(
+                f"ViTConfig.width={self.width} must be a multiple of 4 and at least 8 for posemb sincos2d "
+                "(a quarter of the channels per sin/cos and axis)."
+            )
         if self.pool not in ("gap", "cls"):
             raise ValueError(f"ViTConfig.pool={self.pool!r} must be gap or cls.")
+
+
+# A ViT whose kernels FSDP splits (vibe.sharding.fsdp splits leaves of >= 4 MiB with >= 2 dims): each block's
+# MLP kernels are 1024x4096 float32 (16 MiB) and its attention q/k/v/out kernels 1024x16x64 (4 MiB). Two blocks,
+# 25.2M parameters (~100 MiB; 8x8x3 images): big enough to shard, small enough for a 4-device CPU test.
+FSDP_DEMO = ViTConfig(patch_size=2, width=1024, depth=2, num_heads=16, mlp_dim=4096, posemb="sincos2d")
 
 
 @dataclasses.dataclass(frozen=True)
