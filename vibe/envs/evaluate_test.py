@@ -41,9 +41,28 @@ def test_truncated_episodes_return_the_time_limit():
     np.testing.assert_array_equal(returns, np.full(5, 6.0))
 
 
+def _pendulum_return(theta: float, theta_dot: float, steps: int) -> float:
+    """Gym's Pendulum-v1 equations with zero torque, in float64: the sum of ``steps`` rewards."""
+    g, length, dt, max_speed = 10.0, 1.0, 0.05, 8.0  # the mass only scales the torque term
+    total = 0.0
+    for _ in range(steps):
+        normalized = (theta + np.pi) % (2 * np.pi) - np.pi
+        total -= normalized**2 + 0.1 * theta_dot**2  # + 0.001 u^2 with u = 0
+        theta_dot = np.clip(theta_dot + 3 * g / (2 * length) * np.sin(theta) * dt, -max_speed, max_speed)
+        theta = theta + theta_dot * dt
+    return total
+
+
 def test_max_steps_bounds_envs_without_an_end():
     env, params = gymnax_env.make("Pendulum-v1")
     params = params.replace(max_steps_in_episode=10**6)
-    returns = evaluate(env, params, lambda obs, key: jnp.zeros((2, 1)), jax.random.PRNGKey(0), 2, max_steps=5)
+    key = jax.random.PRNGKey(0)
+    returns = evaluate(env, params, lambda obs, key: jnp.zeros((2, 1)), key, 2, max_steps=5)
     assert returns.shape == (2,)
-    assert np.all(np.asarray(returns) < 0.0)  # Pendulum's rewards are negative
+    # Exactly 5 steps from the same reset states as evaluate's (its first split of the key).
+    reset_key, _ = jax.random.split(key)
+    states, _ = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, 2), params)
+    expected = [_pendulum_return(float(states.theta[i]), float(states.theta_dot[i]), 5) for i in range(2)]
+    np.testing.assert_allclose(np.asarray(returns), expected, rtol=1e-5)
+    six_steps = [_pendulum_return(float(states.theta[i]), float(states.theta_dot[i]), 6) for i in range(2)]
+    assert not np.allclose(np.asarray(returns), six_steps, rtol=1e-5)  # the bound really stopped it at 5
