@@ -67,6 +67,7 @@ class WebsocketClientPolicy:
                     max_size=None,
                     additional_headers=self._headers,
                     proxy=None,
+                    close_timeout=1,  # dropping a connection to a stuck server must not hang the caller
                     legacy=True,  # a long-lived connection, closed by _drop
                 )
                 try:

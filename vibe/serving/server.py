@@ -2,7 +2,9 @@
 
 Protocol (what openpi-client's ``WebsocketClientPolicy`` expects):
   * on connect the server sends one binary frame: the msgpack'd ``policy.metadata``;
-  * each binary frame from the client is a msgpack-numpy observation dict; the reply is
+  * each binary frame from the client is a msgpack-numpy observation dict, checked
+    against ``metadata["observation"]`` (exact shape and dtype; keys it does not list,
+    such as a prompt the policy does not take, are ignored); the reply is
     the policy's output for it plus ``server_timing = {"infer_ms", "prev_total_ms",
     "queue_ms", "batch_size"}`` (``prev_total_ms``: this connection's previous loop,
     waiting for the frame through sending the reply, absent on the first reply, as in
