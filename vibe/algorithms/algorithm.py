@@ -69,9 +69,9 @@ class Algorithm(Protocol):
         """Env actions for network-input observations ``obs [b, ...]`` (see ``policy_input``)."""
         ...
 
-    def policy_input(self, state: Any, obs: at.Array) -> at.Array:
-        """The network input for raw observations of the plain env (e.g. normalised with the state's
-        frozen statistics); works inside ``jax.vmap`` over seeds."""
+    def policy_input(self, obs_stats: Any, obs: at.Array) -> at.Array:
+        """The network input for raw observations of the plain env: normalised with ``obs_stats`` (frozen;
+        from ``obs_stats(state)`` or a checkpoint's assets) when the algorithm normalises observations."""
         ...
 
     def obs_stats(self, state: Any) -> Any:
@@ -98,7 +98,7 @@ class OnlineAlgorithm:
     def act(self, params: Any, obs: at.Array, key: at.Key, *, greedy: bool) -> at.Array:
         raise NotImplementedError
 
-    def policy_input(self, state: Any, obs: at.Array) -> at.Array:
+    def policy_input(self, obs_stats: Any, obs: at.Array) -> at.Array:
         return obs
 
     def obs_stats(self, state: Any) -> Any:
@@ -111,7 +111,7 @@ class OnlineAlgorithm:
 
     def evaluate(self, state: Any, key: at.Key, num_episodes: int) -> at.Float[at.Array, " e"]:
         def policy(obs: at.Array, key: at.Key) -> at.Array:
-            return self.act(state.params, self.policy_input(state, obs), key, greedy=True)
+            return self.act(state.params, self.policy_input(self.obs_stats(state), obs), key, greedy=True)
 
         return evaluation.evaluate(self.env, self.env_params, policy, key, num_episodes=num_episodes)
 

@@ -11,7 +11,6 @@ A run dir without a usable checkpoint exits 2 with one line saying why.
 """
 
 import dataclasses
-import importlib
 import logging
 import os
 import sys
@@ -50,15 +49,11 @@ def parse_step(step: str) -> str | int:
 
 
 def _create_trained_policy() -> Callable[..., Policy]:
-    """``vibe.policies``' loader, imported only here: the server, its tests and this CLI work without it (and JAX)."""
-    for module in ("vibe.policies", "vibe.policies.trained"):
-        try:
-            loader = getattr(importlib.import_module(module), "create_trained_policy", None)
-        except ModuleNotFoundError:
-            continue
-        if loader is not None:
-            return loader
-    raise ValueError("this build has no vibe.policies.create_trained_policy to load checkpoints with")
+    """The checkpoint loader, imported here only: it brings in JAX and the algorithms, which ``--help`` and a
+    bad flag do not need."""
+    from vibe.policies.trained import create_trained_policy
+
+    return create_trained_policy
 
 
 def main(args: Args) -> int:

@@ -20,10 +20,6 @@ import numpy as np
 from vibe.algorithms.algorithm import Algorithm
 from vibe.envs import spaces
 
-# Fields every checkpoint's assets have; a checkpoint without one is refused with the field's name.
-REQUIRED = ("algorithm", "config", "env", "observation_space", "action_space", "obs_stats")
-
-
 def _plain(tree: Any) -> Any:
     return jax.tree.map(lambda x: np.asarray(x).tolist(), tree)
 

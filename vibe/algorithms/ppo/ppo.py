@@ -154,10 +154,10 @@ class PPO(algorithm.OnlineAlgorithm):
             action = self.head.sample(output, self.head.noise(key, batch_shape))
         return env_action(self.action_space, action)
 
-    def policy_input(self, state: PPOState, obs: at.Array) -> at.Array:
-        """With ``normalize_obs``: ``obs`` normalised with ``state``'s running statistics, frozen."""
-        if isinstance(self.vec_env, normalize.NormalizeObservation):
-            return self.vec_env.normalize(state.env_state, obs)
+    def policy_input(self, obs_stats: normalize.RunningMeanStd | None, obs: at.Array) -> at.Array:
+        """With ``normalize_obs``: ``obs`` normalised with the running statistics ``obs_stats``, frozen."""
+        if isinstance(self.vec_env, normalize.NormalizeObservation) and obs_stats is not None:
+            return normalize.normalize(obs_stats, obs, self.vec_env.clip)
         return obs
 
     def obs_stats(self, state: PPOState) -> normalize.RunningMeanStd | None:
@@ -166,7 +166,7 @@ class PPO(algorithm.OnlineAlgorithm):
     def roles(self, state: PPOState) -> Any:
         roles = super().roles(state)
         if self.config.normalize_obs:  # one set of statistics shared by all envs
-            env_roles = state.env_state.replace(env_state="batch", stats="replicated")
+            env_roles = dataclasses.replace(state.env_state, env_state="batch", stats="replicated")
             roles = roles.replace(env_state=env_roles)
         return roles
 
