@@ -1,5 +1,6 @@
 """Every registered preset parses, takes overrides, and names its algorithm."""
 
+import json
 import subprocess
 import sys
 
@@ -9,6 +10,9 @@ from vibe.algorithms.dqn.config import DQNConfig
 from vibe.algorithms.ppo.config import PPOConfig
 from vibe.algorithms.sac.config import SACConfig
 from vibe.config import presets
+from vibe.config.train_config import TrainConfig
+from vibe.core import serialize
+from vibe.networks.config import EncoderConfig
 
 REQUIRED = {"cartpole_ppo", "cartpole_dqn", "pendulum_sac", "pendulum_ppo", "acrobot_ppo", "debug"}
 
@@ -24,6 +28,21 @@ def test_every_preset_parses_and_takes_overrides(name):
     assert config.name == name
     assert type(config.algo) is type(presets.get(name).algo)
     assert (config.algo.lr, config.runner.exp_name, config.runner.seed) == (0.000123, "override", 7)
+
+
+@pytest.mark.parametrize("name", sorted(presets.PRESETS))
+def test_every_preset_round_trips_through_the_json_a_checkpoint_stores(name):
+    preset = presets.get(name)
+    stored = json.loads(json.dumps(serialize.to_json(preset)))  # as written to config.json and the assets
+    assert serialize.from_json(TrainConfig, stored) == preset
+    assert stored["algo"]["encoder"] == serialize.to_json(preset.algo.encoder)
+
+
+def test_encoder_flags_override_the_presets_torso():
+    config = presets.cli(["pendulum_sac", "--algo.encoder.hidden-sizes", "128", "128", "128"])
+    assert config.algo.encoder == EncoderConfig(hidden_sizes=(128, 128, 128), activation="relu")
+    config = presets.cli(["debug", "--algo.encoder.activation", "relu"])
+    assert config.algo.encoder == EncoderConfig(hidden_sizes=(32, 32), activation="relu")
 
 
 def test_presets_pick_the_algorithm_and_the_env_it_needs():
