@@ -8,7 +8,7 @@ module only replaces the observation by a picture of the state.
 The picture follows gym's ``CartPole-v1`` render: a white background, a black
 cart and a brown pole hinged a quarter of the cart's height above its centre,
 the track ``[-x_threshold, x_threshold]`` spanning the image width. Shapes are
-drawn with signed-distance functions over the pixel grid and one pixel of
+drawn with signed-distance functions over the pixel grid (draw.py) and one pixel of
 antialiasing, so a sub-pixel move of the cart or pole still changes the image
 (a policy can see velocities across stacked frames), and rendering is a few
 fused elementwise ops per pixel with no gathers or loops.
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from vibe.core import typing as at
 from vibe.core.types import TimeStep
-from vibe.envs import gymnax_env, spaces
+from vibe.envs import draw, gymnax_env, spaces
 
 ENV_ID = "PixelCartPole-v1"
 # Geometry in metres, gym's (its 600 px wide screen shows 4.8 m: 125 px/m).
@@ -42,36 +42,6 @@ POLE_COLOR = (202.0, 152.0, 101.0)
 MIN_SIZE = 16  # below this the pole is a smudge
 
 
-def _coverage(distance: at.Float[at.Array, "h w"], pixels_per_metre: at.Array) -> at.Float[at.Array, "h w"]:
-    """Fraction of each pixel inside a shape, from the signed distance (m) of its centre: 1 px of antialiasing."""
-    return jnp.clip(0.5 - distance * pixels_per_metre, 0.0, 1.0)
-
-
-def _box_distance(
-    px: at.Array, py: at.Array, cx: at.ArrayLike, cy: at.ArrayLike, hx: at.ArrayLike, hy: at.ArrayLike
-) -> at.Array:
-    """Signed distance to an axis-aligned box with centre ``(cx, cy)`` and half extents ``(hx, hy)``."""
-    qx, qy = jnp.abs(px - jnp.asarray(cx)) - hx, jnp.abs(py - jnp.asarray(cy)) - hy
-    outside = jnp.hypot(jnp.maximum(qx, 0.0), jnp.maximum(qy, 0.0))
-    return outside + jnp.minimum(jnp.maximum(qx, qy), 0.0)
-
-
-def _segment_distance(
-    px: at.Array,
-    py: at.Array,
-    ax: at.ArrayLike,
-    ay: at.ArrayLike,
-    bx: at.ArrayLike,
-    by: at.ArrayLike,
-    radius: at.ArrayLike,
-) -> at.Array:
-    """Signed distance to the capsule of ``radius`` around the segment ``a -> b``."""
-    ax, ay, bx, by = (jnp.asarray(v, jnp.float32) for v in (ax, ay, bx, by))
-    pax, pay, bax, bay = px - ax, py - ay, bx - ax, by - ay
-    t = jnp.clip((pax * bax + pay * bay) / (bax * bax + bay * bay), 0.0, 1.0)
-    return jnp.hypot(pax - bax * t, pay - bay * t) - radius
-
-
 def render(
     x: at.Float[at.Array, ""],
     theta: at.Float[at.Array, ""],
@@ -87,23 +57,18 @@ def render(
     is the full length (gymnax's ``2 * params.length``). Pure JAX: jits and vmaps.
     """
     pixels_per_metre = jnp.minimum(width / (2.0 * jnp.asarray(x_threshold, jnp.float32)), height / MIN_VIEW_HEIGHT)
-    # Pixel centres in world metres: x to the right from the track centre, y up from the cart's centre line.
-    cols = (jnp.arange(width, dtype=jnp.float32) + 0.5 - width / 2) / pixels_per_metre
-    rows = SCENE_CENTER - (jnp.arange(height, dtype=jnp.float32) + 0.5 - height / 2) / pixels_per_metre
-    px, py = cols[None, :], rows[:, None]
+    # Pixel centres in metres: x to the right from the track centre, y up from the cart's centre line.
+    px, py = draw.pixel_grid(height, width, pixels_per_metre, SCENE_CENTER)
     pixel = 1.0 / pixels_per_metre
     cart_half_width = jnp.maximum(CART_HALF_WIDTH, 2.0 * pixel)
     cart_half_height = jnp.maximum(CART_HALF_HEIGHT, 1.5 * pixel)
-    cart = _coverage(_box_distance(px, py, x, 0.0, cart_half_width, cart_half_height), pixels_per_metre)
+    cart = draw.box_distance(px, py, x, 0.0, cart_half_width, cart_half_height)
     pivot = cart_half_height / 2
     tip_x = x + pole_length * jnp.sin(theta)
     tip_y = pivot + pole_length * jnp.cos(theta)
-    pole_half_width = jnp.maximum(POLE_HALF_WIDTH, pixel)
-    pole = _coverage(_segment_distance(px, py, x, pivot, tip_x, tip_y, pole_half_width), pixels_per_metre)
-    image = jnp.asarray(BACKGROUND, jnp.float32)
-    image = image + cart[..., None] * (jnp.asarray(CART_COLOR, jnp.float32) - image)
-    image = image + pole[..., None] * (jnp.asarray(POLE_COLOR, jnp.float32) - image)
-    return jnp.round(image).astype(jnp.uint8)
+    pole = draw.segment_distance(px, py, x, pivot, tip_x, tip_y, jnp.maximum(POLE_HALF_WIDTH, pixel))
+    layers = [(draw.coverage(cart, pixels_per_metre), CART_COLOR), (draw.coverage(pole, pixels_per_metre), POLE_COLOR)]
+    return draw.composite(BACKGROUND, layers)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """One place to build an env by id: ``make("CartPole-v1")``, ``make("PixelCartPole-v1")``.
 
+vibe's pixel envs: ``PixelCartPole-v1`` and ``PixelPendulum-v1`` (64 x 64 RGB uint8;
+other sizes through their constructors).
+
 vibe's own envs are listed in ``VIBE_ENVS``; every other id is gymnax's
 (through ``gymnax_env.make``, so MinAtar comes with bool image observations).
 gymnax is imported only when a gymnax id is asked for: importing it starts
@@ -10,12 +13,13 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
-from vibe.envs import gymnax_env, pixel_cartpole
+from vibe.envs import gymnax_env, pixel_cartpole, pixel_pendulum
 from vibe.envs.env import Env
 
 # vibe's envs: id -> factory returning (env, default params).
 VIBE_ENVS: dict[str, Callable[[], tuple[Env, Any]]] = {
     pixel_cartpole.ENV_ID: pixel_cartpole.make,
+    pixel_pendulum.ENV_ID: pixel_pendulum.make,
 }
 # gymnax ids that must not be built here, and why.
 EXCLUDED = {"MNISTBandit-bsuite": "it downloads MNIST when built; vibe runs offline"}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from vibe.envs import gymnax_env, pixel_cartpole, registry, spaces
+from vibe.envs import gymnax_env, pixel_cartpole, pixel_pendulum, registry, spaces
 
 
 def test_vibe_ids():
@@ -10,6 +10,8 @@ def test_vibe_ids():
     assert isinstance(env, pixel_cartpole.PixelCartPole)
     assert env.observation_space(params) == spaces.Image(64, 64, 3)
     assert params.max_steps_in_episode == 500
+    env, params = registry.make("PixelPendulum-v1")
+    assert isinstance(env, pixel_pendulum.PixelPendulum) and params.max_steps_in_episode == 200
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "Breakout-MinAtar"])
@@ -21,7 +23,7 @@ def test_gymnax_ids_delegate_to_the_adapter(env_id):
 
 def test_env_ids_list_vibe_first_and_leave_out_excluded_ones():
     ids = registry.env_ids()
-    assert ids[0] == "PixelCartPole-v1"
+    assert ids[:2] == ["PixelCartPole-v1", "PixelPendulum-v1"]
     assert {"CartPole-v1", "Freeway-MinAtar", "SpaceInvaders-MinAtar", "Asterix-MinAtar"} <= set(ids)
     assert "MNISTBandit-bsuite" not in ids
     with pytest.raises(ValueError, match="downloads MNIST"):
@@ -32,6 +34,7 @@ def test_env_ids_list_vibe_first_and_leave_out_excluded_ones():
     ("env_id", "suggestion"),
     [
         ("PixelCartpole-v1", "PixelCartPole-v1"),
+        ("PixelPendulum-v0", "PixelPendulum-v1"),
         ("CartPole-v0", "CartPole-v1"),
         ("Breakout-Minatar", "Breakout-MinAtar"),
     ],
@@ -42,5 +45,5 @@ def test_unknown_ids_suggest_the_closest(env_id, suggestion):
 
 
 def test_unrelated_ids_list_the_known_ones():
-    with pytest.raises(ValueError, match="Known ids: PixelCartPole-v1, CartPole-v1"):
+    with pytest.raises(ValueError, match="Known ids: PixelCartPole-v1, PixelPendulum-v1, CartPole-v1"):
         registry.make("zzz")
