@@ -1,4 +1,4 @@
-"""create_trained_policy on runs the train command wrote: the checkpoint alone gives the training state's greedy actions."""
+"""create_trained_policy on runs the train command wrote: the checkpoint alone gives the training greedy actions."""
 
 import dataclasses
 import shutil
@@ -43,7 +43,11 @@ def test_policy_from_the_checkpoint_acts_as_the_training_state(trained):
     obs = np.asarray(jax.vmap(space.sample)(jax.random.split(jax.random.PRNGKey(3), 16)), np.float32)
     state = result.state
     # Jitted like the policy: XLA may fuse the eager and the jitted computation differently.
-    act = jax.jit(lambda state, obs: algorithm.act(state.params, algorithm.policy_input(algorithm.obs_stats(state), obs), None, greedy=True))
+    act = jax.jit(
+        lambda state, obs: algorithm.act(
+            state.params, algorithm.policy_input(algorithm.obs_stats(state), obs), None, greedy=True
+        )
+    )
     want = act(state, obs)
     got = policy.infer_batch({"observation.state": obs})
     np.testing.assert_array_equal(got["actions"], np.asarray(want))

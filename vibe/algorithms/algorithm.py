@@ -35,6 +35,16 @@ Role = Literal["batch", "replicated", "fsdp"]
 PolicyFn = Callable[[at.Array, at.Key], at.Array]
 
 
+class StepsConfig(Protocol):
+    """What the runner reads of an algorithm's config: the run's length."""
+
+    @property
+    def num_updates(self) -> int: ...
+
+    @property
+    def steps_per_update(self) -> int: ...
+
+
 class State(Protocol):
     """What the runner needs of a state record: the parameters a policy needs, and ``replace``."""
 
@@ -47,9 +57,19 @@ class Algorithm(Protocol):
     """What the runner drives (see the module docstring)."""
 
     name: ClassVar[str]  # short name for logs and assets, e.g. "ppo"
-    config: Any  # the algorithm's config dataclass
-    env: Env  # the plain env (no auto-reset): evaluation runs on it
-    env_params: Any
+
+    @property
+    def config(self) -> Any:
+        """The algorithm's config dataclass."""
+        ...
+
+    @property
+    def env(self) -> Env:
+        """The plain env (no auto-reset): evaluation runs on it."""
+        ...
+
+    @property
+    def env_params(self) -> Any: ...
 
     @property
     def num_updates(self) -> int:
@@ -87,13 +107,24 @@ class Algorithm(Protocol):
         ...
 
 
-class OnlineAlgorithm:
-    """What the online algorithms share: evaluation, default input and roles. Subclasses are frozen
-    dataclasses with ``config``, ``env`` and ``env_params`` fields and define ``init``, ``train_step``
-    and ``act``."""
+@dataclasses.dataclass(frozen=True)
+class OnlineAlgorithm[ConfigT: StepsConfig]:
+    """What the online algorithms share: the fields every static record starts with, the run's length,
+    evaluation, the default input and roles. Subclasses are frozen dataclasses that add their networks
+    and define ``init``, ``train_step`` and ``act``."""
 
-    env: Env
+    config: ConfigT
+    env: Env  # the plain env, used as is for evaluation
     env_params: Any
+    vec_env: Env  # num_envs training envs: auto-reset and episode statistics above the vectorised env
+
+    @property
+    def num_updates(self) -> int:
+        return self.config.num_updates
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.config.steps_per_update
 
     def act(self, params: Any, obs: at.Array, key: at.Key, *, greedy: bool) -> at.Array:
         raise NotImplementedError

@@ -27,11 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
+from vibe.algorithms.algorithm import Algorithm
 from vibe.bench import report
 from vibe.config import presets
 from vibe.envs import wrappers
 from vibe.scripts import training
-from vibe.algorithms.algorithm import Algorithm
 from vibe.train.loop import make_train_chunk
 from vibe.train.runner import user_path
 

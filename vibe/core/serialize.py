@@ -39,12 +39,12 @@ def from_json(cls: Any, data: Any, *, where: str = "config") -> Any:
         if classes and isinstance(data, dict):
             fitting = [m for m in classes if {f.name for f in dataclasses.fields(m)} == set(data)]
             if len(fitting) != 1:
-                names = ", ".join(m.__name__ for m in classes)
+                names = ", ".join(getattr(m, "__name__", str(m)) for m in classes)
                 raise ValueError(f"{where}: the stored fields {sorted(data)} match {len(fitting)} of {names}")
             return from_json(fitting[0], data, where=where)
         others = [m for m in members if m is not type(None)]
         return from_json(others[0], data, where=where)
-    if dataclasses.is_dataclass(cls):
+    if isinstance(cls, type) and dataclasses.is_dataclass(cls):
         if not isinstance(data, dict):
             raise ValueError(f"{where}: expected an object for {cls.__name__}, got {data!r}")
         hints = typing.get_type_hints(cls, include_extras=True)

@@ -6,7 +6,8 @@
 Each run is a line of `metric` (default `episode/return_mean`, the mean return
 of the episodes that ended in a chunk) against env steps; the greedy
 evaluations (`eval/return_mean`, logged during training and at the end) are a
-dashed line of star markers in the same colour at the steps they were taken. Rendering uses matplotlib's Agg canvas directly: no display,
+dashed line of star markers in the same colour at the steps they were taken.
+Rendering uses matplotlib's Agg canvas directly: no display,
 no pyplot global state.
 """
 

@@ -58,11 +58,11 @@ class _LogStd(nn.Module):
     """A learned, state-independent log standard deviation vector."""
 
     size: int
-    init: float
+    init_value: float
 
     @nn.compact
     def __call__(self) -> at.Float[at.Array, " act"]:
-        return self.param("log_std", nn.initializers.constant(self.init), (self.size,))
+        return self.param("log_std", nn.initializers.constant(self.init_value), (self.size,))
 
 
 @dataclasses.dataclass(frozen=True)

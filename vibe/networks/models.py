@@ -5,8 +5,6 @@ C57): orthogonal weights with gain sqrt(2) in hidden layers, 0.01 on the policy 
 head, zero biases. SAC's networks use PyTorch's default init, as the baselines it is compared with.
 """
 
-from typing import cast
-
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -94,4 +92,4 @@ class TwinCritic(nn.Module):
         x = jnp.concatenate([obs, action], axis=-1)
         init = heads.TORCH_DEFAULT_INIT
         q = twin(self.encoder.hidden_sizes, self.encoder.activation, 1, init, init)(x)
-        return cast(at.Array, jnp.squeeze(q, -1))
+        return jnp.squeeze(q, -1)

@@ -37,7 +37,7 @@ REQUIRED_ASSETS = ("algorithm", "config", "env", "observation_space", "action_sp
 
 
 def observation_key(space: spaces.Space) -> str:
-    """The LeRobot feature name of an observation: ``observation.image`` for ``[h, w, c]``, else ``observation.state``."""
+    """The LeRobot feature name of an observation: ``observation.image`` for ``[h, w, c]``, else ``.state``."""
     return "observation.image" if len(space.shape) == 3 else "observation.state"
 
 

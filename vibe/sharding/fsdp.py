@@ -82,8 +82,9 @@ def fsdp_sharding(tree: Any, mesh: Mesh | AbstractMesh, *, min_size_mbytes: floa
     return jax.tree_util.tree_map_with_path(leaf_sharding, tree)
 
 
-def state_shardings(abstract_state: Any, mesh: Mesh | AbstractMesh, roles: Any = None, *, batch_dim: int = 0,
-                    min_size_mbytes: float = 4) -> Any:
+def state_shardings(
+    abstract_state: Any, mesh: Mesh | AbstractMesh, roles: Any = None, *, batch_dim: int = 0, min_size_mbytes: float = 4
+) -> Any:
     """Shardings of a whole run state, placed by the role the algorithm declares for each subtree.
 
     `roles` is a prefix tree of `abstract_state` (e.g. the state record with a role string in each

@@ -128,8 +128,12 @@ def test_state_shardings_split_env_batches_over_all_devices() -> None:
         "obs": jax.ShapeDtypeStruct((8, 4), jnp.float32),
         "key": jax.ShapeDtypeStruct((2,), jnp.uint32),
     }
-    roles = {"params": "fsdp", "env_state": {"physics": "batch", "time": "batch", "stats": "replicated"},
-             "obs": "batch", "key": "fsdp"}
+    roles = {
+        "params": "fsdp",
+        "env_state": {"physics": "batch", "time": "batch", "stats": "replicated"},
+        "obs": "batch",
+        "key": "fsdp",
+    }
     data = PartitionSpec(("batch", "fsdp"))
     shardings = fsdp.state_shardings(state, abstract_mesh(2, 2), roles)
     assert shardings["env_state"]["physics"].spec == PartitionSpec(("batch", "fsdp"), None)

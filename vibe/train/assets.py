@@ -20,6 +20,7 @@ import numpy as np
 from vibe.algorithms.algorithm import Algorithm
 from vibe.envs import spaces
 
+
 def _plain(tree: Any) -> Any:
     return jax.tree.map(lambda x: np.asarray(x).tolist(), tree)
 

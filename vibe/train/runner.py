@@ -239,7 +239,9 @@ def _train(
     run_assets = assets_lib.run_assets(algorithm, hparams, env_id, seeds)
 
     def save(update: int, state: State) -> None:
-        checkpoints.save(manager, update, state, {**run_assets, "obs_stats": assets_lib.obs_stats_json(algorithm, state)})
+        checkpoints.save(
+            manager, update, state, {**run_assets, "obs_stats": assets_lib.obs_stats_json(algorithm, state)}
+        )
 
     end_update = total_updates
     if config.stop_after_updates:

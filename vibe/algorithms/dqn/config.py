@@ -14,7 +14,6 @@ import dataclasses
 from vibe.networks.config import EncoderConfig
 
 
-
 @dataclasses.dataclass(frozen=True)
 class DQNConfig:
     """Hyper-parameters of double DQN with a target network and the Huber loss."""

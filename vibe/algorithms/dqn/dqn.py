@@ -69,14 +69,10 @@ class DQNState:
 
 
 @dataclasses.dataclass(frozen=True)
-class DQN(algorithm.OnlineAlgorithm):
+class DQN(algorithm.OnlineAlgorithm[DQNConfig]):
     """DQN's static record: everything fixed for a run, built once by ``DQN.make``."""
 
     name: ClassVar[str] = "dqn"
-    config: DQNConfig
-    env: Env  # the plain env, used as is for evaluation
-    env_params: Any
-    vec_env: Env  # num_envs training envs with auto-reset and episode statistics
     network: QNetwork
     optimizer: optax.GradientTransformation
     buffer: Any  # flashbax item buffer: pure init/add/sample functions
@@ -97,14 +93,6 @@ class DQN(algorithm.OnlineAlgorithm):
             max_length=config.buffer_size, min_length=1, sample_batch_size=config.batch_size, add_batches=True
         )
         return cls(config, env, env_params, vec_env, network, make_optimizer(config), buffer)
-
-    @property
-    def num_updates(self) -> int:
-        return self.config.num_updates
-
-    @property
-    def steps_per_update(self) -> int:
-        return self.config.steps_per_update
 
     def init(self, key: at.Key) -> DQNState:
         """Initial parameters (target = online), optimizer state, empty buffer and ``num_envs`` reset envs."""
@@ -131,7 +119,7 @@ class DQN(algorithm.OnlineAlgorithm):
         key, collect_key, learn_key = jax.random.split(state.key, 3)
         epsilon = losses.linear_epsilon(state.env_steps, config.start_e, config.end_e, config.exploration_steps)
         state, items, episodes = collect(self, state, collect_key)
-        state = state.replace(buffer_state=self.buffer.add(state.buffer_state, items))
+        state = dataclasses.replace(state, buffer_state=self.buffer.add(state.buffer_state, items))
 
         def skip(state: DQNState, key: at.Key) -> tuple[Carry, dict[str, at.Array]]:
             zero = jnp.zeros((), jnp.float32)
@@ -141,7 +129,8 @@ class DQN(algorithm.OnlineAlgorithm):
         learning = state.env_steps >= config.learning_starts
         carry, loss_metrics = jax.lax.cond(learning, lambda s, k: learn(self, s, k), skip, state, learn_key)
         params, target_params, opt_state, gradient_steps = carry
-        state = state.replace(
+        state = dataclasses.replace(
+            state,
             params=params,
             target_params=target_params,
             opt_state=opt_state,
@@ -207,7 +196,7 @@ def collect(static: DQN, state: DQNState, key: at.Key) -> tuple[DQNState, Replay
         step, carry, (explore_keys, random_keys, env_keys), unroll=min(t, 4)
     )
     items = jax.tree.map(lambda x: x.reshape((t * n, *x.shape[2:])), items)
-    return state.replace(env_state=env_state, obs=obs, env_steps=env_steps), items, episodes
+    return dataclasses.replace(state, env_state=env_state, obs=obs, env_steps=env_steps), items, episodes
 
 
 def gradient_step(static: DQN, carry: Carry, batch: ReplayItem) -> tuple[Carry, dict[str, at.Array]]:

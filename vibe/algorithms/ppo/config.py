@@ -5,10 +5,9 @@ Defaults are PureJaxRL's CartPole settings; with them PPO solves CartPole-v1
 """
 
 import dataclasses
-
-from vibe.networks.config import EncoderConfig
 import math
 
+from vibe.networks.config import EncoderConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +78,11 @@ class PPOConfig:
     def batch_size(self) -> int:
         """Env steps per rollout (and samples per update): ``num_envs * num_steps``."""
         return self.num_envs * self.num_steps
+
+    @property
+    def steps_per_update(self) -> int:
+        """Env steps of one update (the runner's unit): ``batch_size``."""
+        return self.batch_size
 
     @property
     def minibatch_size(self) -> int:

@@ -5,7 +5,6 @@ against hand-computed numbers. The action distributions are distrax's
 (``vibe.networks.heads``).
 """
 
-import math
 from typing import Any
 
 import flax.struct

@@ -69,14 +69,10 @@ class PPOState:
 
 
 @dataclasses.dataclass(frozen=True)
-class PPO(algorithm.OnlineAlgorithm):
+class PPO(algorithm.OnlineAlgorithm[PPOConfig]):
     """PPO's static record: everything fixed for a run, built once by ``PPO.make``."""
 
     name: ClassVar[str] = "ppo"
-    config: PPOConfig
-    env: Env  # the plain env, used as is for evaluation
-    env_params: Any
-    vec_env: Env  # num_envs training envs: auto-reset, episode statistics, optional normalisation
     network: ActorCritic
     head: heads.Categorical | heads.Gaussian
     action_space: spaces.Discrete | spaces.Box
@@ -88,20 +84,14 @@ class PPO(algorithm.OnlineAlgorithm):
         obs_space = env.observation_space(env_params)
         encoder.check_observation(config.encoder, obs_space, env_id)
         action_space = env.action_space(env_params)
-        head = cast(heads.Categorical | heads.Gaussian, heads.policy_head(action_space, init_log_std=config.init_log_std))
+        head = cast(
+            heads.Categorical | heads.Gaussian, heads.policy_head(action_space, init_log_std=config.init_log_std)
+        )
         vec_env = algorithm.training_env(env, env_params, config.num_envs, owner="PPO")
         if config.normalize_obs:
             vec_env = normalize.NormalizeObservation(vec_env)
         network = ActorCritic(config.encoder, head, obs_ndim=len(obs_space.shape))
         return cls(config, env, env_params, vec_env, network, head, action_space, make_optimizer(config))
-
-    @property
-    def num_updates(self) -> int:
-        return self.config.num_updates
-
-    @property
-    def steps_per_update(self) -> int:
-        return self.config.batch_size
 
     def init(self, key: at.Key) -> PPOState:
         """Initial parameters, optimizer state and ``num_envs`` freshly reset envs."""
@@ -140,7 +130,7 @@ class PPO(algorithm.OnlineAlgorithm):
         epoch_keys = jax.random.split(epoch_key, config.update_epochs)
         (params, opt_state), loss_metrics = jax.lax.scan(epoch, (state.params, state.opt_state), epoch_keys)
         step_metrics = metrics.from_episodes({name: v.mean() for name, v in loss_metrics.items()}, episodes)
-        state = state.replace(params=params, opt_state=opt_state, key=key, step=state.step + 1)
+        state = dataclasses.replace(state, params=params, opt_state=opt_state, key=key, step=state.step + 1)
         return state, step_metrics
 
     def act(self, params: Any, obs: at.Array, key: at.Key, *, greedy: bool) -> at.Array:
@@ -233,7 +223,9 @@ def collect_rollout(static: PPO, state: PPOState) -> tuple[PPOState, Transition,
     obs_seq, action, log_prob, reward, terminated, truncated, next_obs = out
     value = state_values(static, params, obs_seq)
     transitions = Transition(obs_seq, action, reward, terminated, truncated, next_obs, log_prob, value)
-    state = state.replace(env_state=env_state, obs=obs, key=key, env_steps=state.env_steps + config.batch_size)
+    state = dataclasses.replace(
+        state, env_state=env_state, obs=obs, key=key, env_steps=state.env_steps + config.batch_size
+    )
     return state, transitions, episodes
 
 

@@ -18,7 +18,6 @@ import dataclasses
 from vibe.networks.config import EncoderConfig
 
 
-
 @dataclasses.dataclass(frozen=True)
 class SACConfig:
     """Hyper-parameters of soft actor-critic with automatic entropy tuning (Haarnoja et al. 2018b)."""
@@ -84,6 +83,11 @@ class SACConfig:
     def gradient_steps(self) -> int:
         """Gradient steps per ``train_step``: ``utd_ratio * num_envs``."""
         return round(self.utd_ratio * self.num_envs)
+
+    @property
+    def steps_per_update(self) -> int:
+        """Env steps of one ``train_step`` (the runner's unit): one per env."""
+        return self.num_envs
 
     @property
     def num_updates(self) -> int:

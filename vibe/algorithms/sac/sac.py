@@ -93,14 +93,10 @@ class SACState:
 
 
 @dataclasses.dataclass(frozen=True)
-class SAC(algorithm.OnlineAlgorithm):
+class SAC(algorithm.OnlineAlgorithm[SACConfig]):
     """SAC's static record: everything fixed for a run, built once by ``SAC.make``."""
 
     name: ClassVar[str] = "sac"
-    config: SACConfig
-    env: Env  # the plain env, used as is for evaluation
-    env_params: Any
-    vec_env: Env  # num_envs training envs with auto-reset and episode statistics
     actor: Actor
     critic: TwinCritic
     head: heads.TanhGaussian
@@ -134,14 +130,6 @@ class SAC(algorithm.OnlineAlgorithm):
         target_entropy = -config.target_entropy_scale * head.action_dim
         actor, critic = Actor(config.encoder, head), TwinCritic(config.encoder)
         return cls(config, env, env_params, vec_env, actor, critic, head, target_entropy, buffer, optax.adam(config.lr))
-
-    @property
-    def num_updates(self) -> int:
-        return self.config.num_updates
-
-    @property
-    def steps_per_update(self) -> int:
-        return self.config.num_envs
 
     def init(self, key: at.Key) -> SACState:
         """Initial parameters (target critics = critics), optimizer state, empty buffer, reset envs."""
@@ -193,8 +181,8 @@ class SAC(algorithm.OnlineAlgorithm):
         (params, target_critic, opt_state), loss_metrics = jax.lax.cond(
             state.env_steps >= config.learning_starts, learn, wait, carry
         )
-        state = state.replace(
-            params=params, target_critic=target_critic, opt_state=opt_state, key=key, step=state.step + 1
+        state = dataclasses.replace(
+            state, params=params, target_critic=target_critic, opt_state=opt_state, key=key, step=state.step + 1
         )
         return state, metrics.from_episodes(loss_metrics, episodes)
 
@@ -285,7 +273,8 @@ def collect(static: SAC, state: SACState, key: at.Key) -> tuple[SACState, dict[s
     env_state, timestep = static.vec_env.step(env_key, state.env_state, action, static.env_params)
     info = timestep.info
     item = ReplayItem(state.obs, action, timestep.reward, timestep.terminated, info["final_obs"].astype(jnp.float32))
-    state = state.replace(
+    state = dataclasses.replace(
+        state,
         buffer_state=static.buffer.add(state.buffer_state, item),
         env_state=env_state,
         obs=timestep.obs.astype(jnp.float32),
