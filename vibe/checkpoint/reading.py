@@ -9,7 +9,9 @@ An unreadable newest checkpoint (a truncated or corrupt file: orbax and tensorst
 step that does read, logs one line per newer step (its number and the first line of its error) and, through a
 `CheckpointManager`, moves each to `<run_dir>/_broken/<step>-<unix time>/`. It moves nothing unless an older step
 read, so an error that every step shares (a bug, a missing dependency) leaves the directory as it was. A
-checkpoint of another layout (another algorithm or config) raises `LayoutMismatchError`: not corruption.
+checkpoint of another layout (another algorithm or config) raises `LayoutMismatchError`: not corruption. Under
+several JAX processes a failed read raises instead (one line naming the step and the `mv` to do): a process that
+failed inside orbax's restore skipped barriers the others entered, so none of them can go on to another step.
 """
 
 import contextlib
@@ -24,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from jax.experimental import multihost_utils
 
 from vibe.checkpoint import best, writer
 
@@ -269,6 +270,7 @@ def restore(manager: Any, abstract_state: State, step: Step = None) -> tuple[int
     and, through a `CheckpointManager`, moved to `<run_dir>/_broken/<step>-<unix time>/` so the run continues
     past it. Nothing is moved when no step reads (FileNotFoundError naming the directory). A checkpoint of
     another layout (another algorithm or config) raises LayoutMismatchError at once: that is no corruption.
+    Under several processes an unreadable step raises ValueError naming it (see the module docstring).
     """
     abstract_state = jax.tree.map(_placed, abstract_state)
     with _opened(manager) as reader:
@@ -307,7 +309,7 @@ def _restore_state(manager: Any, abstract_state: State, step: int) -> State:
 
 
 def _newest_readable[T](manager: Any, read: Callable[[int], T], *, move_aside: bool) -> tuple[int, T]:
-    """`(step, read(step))` for the newest step that `read` succeeds on, in every process.
+    """`(step, read(step))` for the newest step that `read` succeeds on.
 
     The newer steps it fails on are logged and, with `move_aside`, moved to `_broken/` — only once an older
     step read, so an error that is no corruption (every step fails alike) moves nothing.
@@ -319,9 +321,16 @@ def _newest_readable[T](manager: Any, read: Callable[[int], T], *, move_aside: b
     failures: list[tuple[int, str]] = []
     for step in steps:
         ok, result, why = _attempt(read, step, directory)
-        if _in_every_process(ok):
+        if ok:
             break
-        failures.append((step, why or "unreadable in another process"))
+        if jax.process_count() > 1:
+            # A process that failed mid-restore skipped orbax's barriers that the others entered: their
+            # collectives no longer pair up, so no process can go on to another step.
+            raise ValueError(
+                f"checkpoint {step} of {directory} is unreadable ({why}); a multi-process run cannot skip it: "
+                f"move {directory}/{step} into {directory}/{BROKEN_DIR}/ and resume"
+            )
+        failures.append((step, why))
     else:
         raise FileNotFoundError(
             f"no readable checkpoint in {directory}: steps {[s for s, _ in failures]} all failed to restore "
@@ -358,12 +367,6 @@ def _attempt[T](read: Callable[[int], T], step: int, directory: str) -> tuple[bo
         if failed:
             gc.collect()
         sys.unraisablehook = previous
-
-
-def _in_every_process(ok: bool) -> bool:
-    if jax.process_count() == 1:
-        return ok
-    return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
 
 
 def _first_line(error: BaseException) -> str:
