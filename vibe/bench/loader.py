@@ -44,6 +44,7 @@ class Args:
     horizon: int = 50  # action horizon H (delta_timestamps of H steps)
     batch: int = 64  # batch size (global)
     workers: int = 2  # DataLoader worker processes for both streaming loaders
+    mp_context: str = "fork"  # vibe's workers start as the bare DataLoader's do (torch's Linux default)
     batches: int = 20  # timed batches per streaming loader (x10 for the in-memory one)
     items: int = 200  # timed single __getitem__ calls
     out: str = "bench_results/loader.json"  # JSON output, relative to where the command runs
@@ -109,7 +110,7 @@ def main(args: Args) -> None:
     bare_sps = samples_per_second(forever(bare_loader), args.batch, args.batches, lambda b: b)
 
     mesh = make_mesh(1)
-    config = loaders.LoaderConfig(batch_size=args.batch, num_workers=args.workers)
+    config = loaders.LoaderConfig(batch_size=args.batch, num_workers=args.workers, mp_context=args.mp_context)
     stream = loaders.StreamingLoader(reader, mesh, config)
     stream_sps = samples_per_second(stream, args.batch, args.batches, jax.block_until_ready)
 

@@ -137,8 +137,10 @@ class LoaderConfig:
         num_workers: DataLoader worker processes (0 reads in the main process).
         seed: seeds every epoch's permutation (with the epoch number) and torch's worker seeds.
         shuffle: a new permutation each epoch; False reads in order.
-        mp_context: how workers start: "fork" (instant; workers use only numpy/arrow) or "spawn"
-            (each worker re-imports torch and lerobot: seconds, but safe after threads exist).
+        mp_context: how workers start. "spawn" (default, as openpi): each worker re-imports
+            torch/JAX/lerobot (first batch after ~22 s with 2 workers on a busy 2-core box), and any
+            transform works. "fork" starts in ~5 s but is only safe while workers stay off JAX: a
+            forked worker running a JAX transform (ResizeImages) deadlocked here, as JAX warns.
         prefetch_factor: batches each worker reads ahead.
     """
 
@@ -146,7 +148,7 @@ class LoaderConfig:
     num_workers: int = 2
     seed: int = 0
     shuffle: bool = True
-    mp_context: str = "fork"  # measured here: first batch 5 s (fork) vs 22 s (spawn), 2 workers
+    mp_context: str = "spawn"
     prefetch_factor: int = 2
 
     def __post_init__(self) -> None:

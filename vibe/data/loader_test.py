@@ -61,7 +61,7 @@ def test_both_paths_give_the_same_shapes_dtypes_and_values(mesh):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_streaming_resume_yields_the_uninterrupted_batches(mesh, workers):
     ds = _dataset()  # 20 samples, batch 4: 5 batches an epoch; 8 batches cross into epoch 1
-    config = L.LoaderConfig(batch_size=4, num_workers=workers, seed=3)
+    config = L.LoaderConfig(batch_size=4, num_workers=workers, seed=3, mp_context="fork")  # numpy-only workers
     uninterrupted = L.StreamingLoader(ds, mesh, config)
     straight = [_numpy(next(uninterrupted)) for _ in range(8)]
     first = L.StreamingLoader(ds, mesh, config)
@@ -108,7 +108,9 @@ def test_lerobot_reader_through_worker_processes(mesh, tmp_path):
     testing.write_dataset(tmp_path / "ds", lengths=(10, 8))
     reader = LeRobotReader(tmp_path / "ds", action_horizon=3)
     repack = transforms.Repack({"image": "observation.image", "actions": "action", "pad": "action_is_pad"})
-    stream = L.StreamingLoader(reader, mesh, L.LoaderConfig(batch_size=6, num_workers=2), transform=repack)
+    stream = L.StreamingLoader(
+        reader, mesh, L.LoaderConfig(batch_size=6, num_workers=2, mp_context="fork"), transform=repack
+    )
     for i in range(4):  # 3 batches an epoch: crosses into epoch 1
         batch = _numpy(next(stream))
         want = reader.get_batch(stream.sampler.local_indices(i // 3, i % 3))

@@ -198,7 +198,8 @@ class Unnormalize:
 class ResizeImages:
     """Resizes ``keys`` (``[..., H, W, C]`` images) to ``height × width`` keeping aspect, padding the rest.
 
-    Uses ``vibe.envs.image.resize_with_pad`` (JAX); the result is numpy again.
+    Uses ``vibe.envs.image.resize_with_pad`` (JAX); the result is numpy again. In DataLoader workers
+    this needs ``LoaderConfig(mp_context="spawn")`` (the default): JAX in a forked worker deadlocks.
     """
 
     height: int
