@@ -11,30 +11,36 @@ do not depend on ``CNNConfig.conv_impl``. The ways:
 - ``patches``: ``lax.conv_general_dilated_patches`` then one matmul.
 - ``slices``: the ``k·k`` shifted (strided) slices of the padded image, concatenated on channels,
   then one matmul (im2col by hand).
-- ``auto`` (the default): ``slices`` for small convs, ``lax`` otherwise (``choose_impl``).
+- ``auto`` (the default): ``slices`` on CPU, ``lax`` on other backends (``choose_impl``; GPU and
+  TPU are unmeasured here, and lax is their native conv).
 
-Why ``auto`` (XLA:CPU, jax 0.11.2, 2 cores shared with other work, so each rep times every variant
-in turn; medians in ms, forward / forward + weight gradient, a 16-filter 3×3 SAME conv + relu):
+Why (XLA:CPU, jax 0.11.2, 2 cores shared with other work, load 5-14, so each rep times every
+variant in turn; medians). What decides it: **lax.conv inside a ``lax.scan`` is 4-40× slower per
+call than the same conv called alone** (slices are not), and vibe's hot path is always inside scans (the rollout scans
+env steps, ``train_chunk`` scans updates, PPO's update scans minibatches). Forward + weight
+gradient of conv(16 3×3 SAME) + relu + Dense(64) on 10×10×4 MinAtar images:
 
-    10×10×4 (MinAtar)     lax            patches        slices         patch matrix
-    batch 64 (rollout)    0.59 / 0.87    1.08 / 1.47    0.43 / 0.81    0.9 MiB
-    batch 256             1.49 / 2.41    3.66 / 4.41    1.15 / 2.05    3.5 MiB
-    batch 512             4.97 / 5.29    10.2 / 11.4    3.00 / 6.54    7.0 MiB
-    batch 1024 (update)   10.5 / 16.7    20.7 / 30.3    6.43 / 16.3    14 MiB
-    batch 2048            12.9 / 19.9    33.2 / 44.6    28.7 / 43.3    28 MiB
-    10×10×10, batch 64    2.86 / 2.03    8.48 / 8.66    1.49 / 1.68    2.2 MiB
-    10×10×10, batch 256   3.32 / 5.96    12.8 / 16.5    3.93 / 7.44    8.8 MiB
-    Nature stack, b 8     2.17 / 6.50    7.32 / 37.8    3.12 / 8.15    (84×84×4, three layers)
-    Nature stack, b 128   29.2 / 107     88.0 / 415     81.5 / 172
+    batch, where            lax          slices
+    64, one call            3.1 ms       4.4 ms
+    64, 8 in a scan         87.9 ms      24.4 ms
+    1024, one call          92.9 ms      139 ms
+    1024, 8 in a scan       3904 ms      711 ms
+    2048, one call          273 ms       232 ms
+    2048, 8 in a scan       25128 ms     1362 ms
 
-Slices win while their patch matrix is small (lax.conv's fixed cost dominates) and lose once it
-outgrows the cache (2048 MinAtar images, 28 MiB against a 32 MiB L3 here) or the kernel is large
-(Nature-DQN's 8×8×4: the k·k copies of the image cost more than the conv). At 1024 the weight
-gradient ties, and other runs of the same script gave lax the edge there (19.0 against 27.4 ms),
-as reference/stack.md measured; so ``choose_impl`` draws the line at an 8 MiB patch matrix and a
-contraction of 128, from the static shapes at trace time. Patches never won. PureJaxRL-size PPO
-on Breakout-MinAtar ran at 5.1k steps/s through lax.conv and 19.9k through slices
-(reference/stack.md), most of it in the rollout's small batches.
+The Nature-DQN stack (84×84×4, three layers), batch 8: one call lax 8.9 ms, slices 28.6, patches
+94.5; 4 in a scan lax 1485 ms, slices 80.5, patches 201. End to end, PPO on Breakout-MinAtar with
+PureJaxRL's MinAtar settings (64 envs × 128 steps, 8 minibatches × 4 epochs, this torso + Dense 64),
+updates interleaved in one process: slices 1725 steps/s, patches 1030, lax 437, and slices for the
+rollout with lax for the update 340 (reference/stack.md: 19.9k through slices, 5.1k through
+lax). Called alone (no scan) the two trade places with batch and load (the conv without the
+Dense, forward / +grad: batch 64, slices 0.43 / 0.81 ms against lax 0.59 / 0.87; batch 2048,
+28.7 / 43.3 against 12.9 / 19.9): the measurement that misleads, since vibe runs no conv outside a
+scan.
+
+Slices materialise the ``k·k`` shifted copies (the patch matrix ``[b·h_out·w_out, k·k·c_in]``):
+0.9 MiB for 64 MinAtar images, 420 MiB for Nature's first layer at batch 1024; above
+``SLICES_MAX_BYTES`` auto falls back to lax rather than risk running out of memory.
 """
 
 from collections.abc import Callable
@@ -53,24 +59,20 @@ from vibe.networks.config import CNNConfig
 Impl = Literal["lax", "patches", "slices"]
 Padding = Literal["SAME", "VALID"]
 
-# ``auto`` uses slices while the patch matrix [b·h_out·w_out, k·k·c_in] float32 is at most this big
-# (the MinAtar 10×10×4 case up to batch ~580, 10×10×10 up to ~230) ...
-SLICES_MAX_BYTES = 8 * 2**20
-# ... and the contraction k·k·c_in at most this long (3×3 over ≤ 14 channels; Nature-DQN's 8×8×4 = 256 is not).
-SLICES_MAX_CONTRACTION = 128
+# Above this patch matrix (float32 bytes of one layer's k·k shifted copies) auto uses lax on CPU too.
+SLICES_MAX_BYTES = 2**30
 
 # NHWC images, HWIO kernels: flax's layout, so kernels are interchangeable with nn.Conv's.
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
 
-def choose_impl(batch: int, out_hw: tuple[int, int], kernel_size: int, in_channels: int) -> Impl:
-    """The implementation ``auto`` picks for one layer, from static shapes (see the module docstring).
+def choose_impl(batch: int, out_hw: tuple[int, int], kernel_size: int, in_channels: int, backend: str) -> Impl:
+    """The implementation ``auto`` picks for one layer from static shapes and the backend (module docstring).
 
-    ``batch`` is the batch the layer is traced with; under ``jax.vmap`` (seeds) it is the per-seed batch.
+    ``batch`` is the batch the layer is traced with (under ``jax.vmap`` over seeds, the per-seed batch).
     """
-    contraction = kernel_size * kernel_size * in_channels
-    patch_bytes = batch * out_hw[0] * out_hw[1] * contraction * 4
-    if contraction <= SLICES_MAX_CONTRACTION and patch_bytes <= SLICES_MAX_BYTES:
+    patch_bytes = batch * out_hw[0] * out_hw[1] * kernel_size * kernel_size * in_channels * 4
+    if backend == "cpu" and patch_bytes <= SLICES_MAX_BYTES:
         return "slices"
     return "lax"
 
@@ -149,7 +151,7 @@ class Conv(nn.Module):
                 out_size(x.shape[1], k, self.stride, self.padding),
                 out_size(x.shape[2], k, self.stride, self.padding),
             )
-            impl = choose_impl(x.shape[0], out_hw, k, c_in)
+            impl = choose_impl(x.shape[0], out_hw, k, c_in, jax.default_backend())
         return IMPLS[impl](x, kernel, self.stride, self.padding) + bias
 
 

@@ -104,11 +104,13 @@ def test_params_do_not_depend_on_the_impl_and_a_two_layer_stack_agrees():
         np.testing.assert_allclose(out[impl], out["lax"], rtol=1e-4, atol=1e-4, err_msg=impl)
 
 
-def test_auto_picks_slices_for_a_rollout_batch_and_lax_for_an_update_batch_or_a_big_kernel():
-    assert cnn.choose_impl(64, (10, 10), 3, 4) == "slices"  # 0.9 MiB patch matrix
-    assert cnn.choose_impl(1024, (10, 10), 3, 4) == "lax"  # 14 MiB
-    assert cnn.choose_impl(8, (20, 20), 8, 4) == "lax"  # Nature's first layer: contraction 256
-    assert cnn.choose_impl(1, (10, 10), 3, 64) == "lax"  # contraction 576
+def test_auto_picks_slices_on_cpu_at_any_size_that_fits_and_lax_elsewhere():
+    assert cnn.choose_impl(64, (10, 10), 3, 4, "cpu") == "slices"  # a rollout step: 0.9 MiB patch matrix
+    assert cnn.choose_impl(2048, (10, 10), 3, 4, "cpu") == "slices"  # an update minibatch: 28 MiB
+    assert cnn.choose_impl(1024, (20, 20), 8, 4, "cpu") == "slices"  # Nature's first layer: 400 MiB
+    assert cnn.choose_impl(4096, (20, 20), 8, 4, "cpu") == "lax"  # 1.6 GiB: not worth the memory
+    assert cnn.choose_impl(64, (10, 10), 3, 4, "gpu") == "lax"
+    assert cnn.choose_impl(64, (10, 10), 3, 4, "tpu") == "lax"
 
 
 def test_one_trace_for_many_calls():

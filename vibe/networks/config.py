@@ -30,7 +30,7 @@ class CNNConfig:
     kernel_sizes: tuple[int, ...] = (3,)  # square kernel size per conv layer
     strides: tuple[int, ...] = (1,)  # stride per conv layer
     padding: Literal["SAME", "VALID"] = "SAME"  # conv padding of every layer
-    # how each conv is computed (same parameters and outputs either way): auto picks per layer by shape
+    # how each conv is computed (same parameters and outputs either way): auto is slices on CPU, lax elsewhere
     # (vibe/networks/cnn.py has the measurements); lax is flax's nn.Conv; patches; slices (im2col by hand)
     conv_impl: Literal["auto", "lax", "patches", "slices"] = "auto"
 
