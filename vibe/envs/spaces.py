@@ -59,7 +59,8 @@ def _scalar_repr(bound: np.ndarray) -> str:
     """One value when the bound is uniform (image-sized boxes would print thousands), else the array."""
     if bound.size > 0 and np.all(bound == bound.flat[0]):
         return repr(bound.flat[0].item())
-    return np.array2string(bound, separator=", ", threshold=16)
+    # One line, so error messages that quote a space stay one line.
+    return np.array2string(bound, separator=", ", threshold=16, max_line_width=10**9).replace("\n", "")
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)

@@ -74,6 +74,8 @@ def test_box_accepts_image_shaped_bounds_and_samples_them():
     sample = space.sample(jax.random.PRNGKey(0))
     assert sample.shape == (10, 10, 4) and bool(space.contains(sample))
     assert repr(space) == "Box(low=0.0, high=1.0, shape=(10, 10, 4), dtype=float32)"  # not 400 numbers
+    varied = spaces.Box(np.arange(40.0).reshape(2, 20), 100.0, (2, 20))
+    assert "\n" not in repr(varied) and "..." in repr(varied)  # one line, summarised
 
 
 def test_image_bounds_follow_the_dtype():
