@@ -8,7 +8,7 @@ Episodes are rolled out in parallel inside one jit (``vmap`` over episodes,
 episode's steps after it ended are masked off. The host then writes each
 episode through ``LeRobotWriter``. 1-D observations become
 ``observation.state``; ``(H, W, C)`` images become ``observation.image``
-(uint8; vibe's float images in [-1, 1] are mapped to [0, 255]). An episode
+(uint8; bool images become 0/255 and vibe's float images in [-1, 1] map to [0, 255]). An episode
 still running after ``max_steps`` is marked truncated at its last step.
 """
 
@@ -82,8 +82,13 @@ def rollout(env: Env, env_params: Any, policy_fn: PolicyFn, keys: jax.Array, max
 
 
 def _to_uint8(images: np.ndarray) -> np.ndarray:
+    """uint8 as is; bool (MinAtar's channels) as 0/255; floats from vibe's [-1, 1] to [0, 255]."""
     if images.dtype == np.uint8:
         return images
+    if images.dtype == np.bool_:
+        return images.astype(np.uint8) * 255
+    if np.issubdtype(images.dtype, np.integer):
+        return np.clip(images, 0, 255).astype(np.uint8)
     return np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
 
 

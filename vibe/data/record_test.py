@@ -11,7 +11,7 @@ from vibe.core.types import TimeStep
 from vibe.data import record
 from vibe.data.lerobot_reader import LeRobotReader
 from vibe.data.lerobot_writer import read_vibe_metadata
-from vibe.envs import gymnax_env, spaces
+from vibe.envs import gymnax_env, pixel_cartpole, spaces
 
 # datasets/lerobot read HF_HOME when first imported (lazily, inside the calls below): keep caches hermetic.
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="vibe-hf-")
@@ -118,3 +118,30 @@ def test_image_env_and_truncation_at_max_steps(tmp_path):
     assert len(reader) == 5 and data["next.done"].tolist() == [False] * 4 + [True]
     assert not data["next.truncated"].any()
     assert np.abs(data["observation.image"][:, 4, 4, 0].astype(int) - [0, 10, 20, 30, 40]).max() <= 3  # video
+
+
+def test_pixel_cartpole_and_image_conversions(tmp_path):
+    env, params = pixel_cartpole.make(16, 16)
+
+    def policy(obs, key):
+        return jax.random.randint(key, (), 0, 2)
+
+    out = record.record_episodes(
+        env,
+        params,
+        policy,
+        episodes=2,
+        out=tmp_path / "pix",
+        fps=50,
+        key=jax.random.key(2),
+        max_steps=4,
+        progress=False,
+    )
+    reader = LeRobotReader(out)
+    assert reader.features["observation.image"].shape == (16, 16, 3) and len(reader) == 8
+    assert read_vibe_metadata(out)["observation_space"]["shape"] == [16, 16, 3]
+    first = np.asarray(env.reset(jax.random.split(jax.random.split(jax.random.key(2), 2)[0])[0], params)[1].obs)
+    np.testing.assert_array_equal(reader[0]["observation.image"], first)
+
+    np.testing.assert_array_equal(record._to_uint8(np.array([True, False])), [255, 0])
+    np.testing.assert_array_equal(record._to_uint8(np.array([-1.0, 0.0, 1.0], np.float32)), [0, 128, 255])
