@@ -36,14 +36,6 @@ State = Any
 Step = int | str | None
 # Where `restore` moves checkpoints it cannot read: `<run_dir>/_broken/<step>-<unix time>/`.
 BROKEN_DIR = "_broken"
-# A read-only view of a run directory: no writer, no tmp-dir cleanup, nothing created or deleted.
-_READ_ONLY = ocp.CheckpointManagerOptions(
-    read_only=True,
-    save_interval_steps=0,
-    create=False,
-    cleanup_tmp_directories=False,
-    enable_async_checkpointing=False,
-)
 
 
 class LayoutMismatchError(ValueError):
@@ -72,7 +64,16 @@ def _opened(manager_or_dir: Any) -> Iterator[Any]:
     directory = os.path.abspath(os.fspath(manager_or_dir))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"checkpoint directory {directory} does not exist; pass a run directory")
-    manager = ocp.CheckpointManager(directory, options=_READ_ONLY)
+    # Read-only: no writer, no tmp-dir cleanup, nothing created or deleted (the other fields say so too, or
+    # orbax warns that read_only overrides them).
+    options = ocp.CheckpointManagerOptions(
+        read_only=True,
+        save_interval_steps=0,
+        create=False,
+        cleanup_tmp_directories=False,
+        enable_async_checkpointing=False,
+    )
+    manager = ocp.CheckpointManager(directory, options=options)
     try:
         yield manager
     finally:
