@@ -1,3 +1,4 @@
+import contextlib
 import os
 import tempfile
 
@@ -9,10 +10,14 @@ from vibe.data import loader as L
 from vibe.data import testing, transforms
 from vibe.data.dataset import ArrayDataset
 from vibe.data.lerobot_reader import LeRobotReader
-from vibe.sharding.mesh import make_mesh
+from vibe.sharding.mesh import DATA_AXIS, make_mesh
 
 # datasets/lerobot read HF_HOME when first imported (lazily, inside the calls below): keep caches hermetic.
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="vibe-hf-")
+# Two CPU devices, so batches really split; if another module in this process already started JAX's
+# backend the update fails and the multi-device test skips.
+with contextlib.suppress(RuntimeError):
+    jax.config.update("jax_num_cpu_devices", 2)
 
 
 def _dataset(n: int = 20) -> ArrayDataset:
@@ -33,7 +38,7 @@ def _numpy(batch):
 
 @pytest.fixture(scope="module")
 def mesh():
-    return make_mesh(1)
+    return make_mesh(1, jax.devices()[:1])
 
 
 def test_both_paths_give_the_same_shapes_dtypes_and_values(mesh):
@@ -118,3 +123,29 @@ def test_lerobot_reader_through_worker_processes(mesh, tmp_path):
         np.testing.assert_array_equal(batch["image"], want["observation.image"])
         np.testing.assert_array_equal(batch["actions"], want["action"])
         np.testing.assert_array_equal(batch["pad"], want["action_is_pad"])
+
+
+@pytest.mark.skipif(jax.device_count() < 2, reason="needs 2 devices (JAX started before jax_num_cpu_devices=2)")
+def test_batches_split_over_the_mesh():
+    mesh = make_mesh(1, jax.devices()[:2])
+    data = L.to_device(L.load_arrays(_dataset(20)), mesh)
+    assert data["state"].sharding.spec == jax.sharding.PartitionSpec(DATA_AXIS)  # 20 rows split 10 + 10
+    assert L.to_device(L.load_arrays(_dataset(21)), mesh)["state"].sharding.is_fully_replicated  # 21 does not divide
+    streamed = next(L.StreamingLoader(_dataset(), mesh, L.LoaderConfig(batch_size=4, num_workers=0)))
+    sampled = next(L.InMemoryLoader(data, mesh, 4, jax.random.key(0)))
+    for batch in (streamed, sampled):
+        assert [s.data.shape for s in batch["image"].addressable_shards] == [(2, 8, 8, 3)] * 2
+    with pytest.raises(ValueError, match="must divide by the 2 devices"):
+        L.StreamingLoader(_dataset(), mesh, L.LoaderConfig(batch_size=3))
+
+
+def test_spawned_workers_run_jax_transforms(mesh):
+    """The default start method: a worker may run JAX (a forked one deadlocks)."""
+    images = np.random.default_rng(1).integers(0, 255, (8, 4, 8, 3), dtype=np.uint8)
+    ds = ArrayDataset({"observation.image": images})
+    resize = transforms.ResizeImages(8, 8)
+    stream = L.StreamingLoader(ds, mesh, L.LoaderConfig(batch_size=4, num_workers=1), transform=resize)
+    batch = _numpy(next(stream))
+    rows = stream.sampler.local_indices(0, 0)
+    want = np.stack([resize({"observation.image": images[i]})["observation.image"] for i in rows])
+    np.testing.assert_array_equal(batch["observation.image"], want)
