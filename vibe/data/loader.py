@@ -81,7 +81,10 @@ def load_arrays(dataset: Dataset, chunk: int = 4096) -> dict[str, np.ndarray]:
 
 
 def to_device(arrays: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """Puts the dataset on the mesh once: split over ``DATA_AXIS`` when the length divides, else replicated."""
+    """Puts the dataset on the mesh once: split over ``DATA_AXIS`` when the length divides, else replicated.
+
+    In a multi-host run every process passes the same (whole) arrays.
+    """
     out = {}
     for k, v in arrays.items():
         v = _host_dtype(np.asarray(v))
@@ -298,6 +301,10 @@ class StreamingLoader:
 
     def __iter__(self) -> "StreamingLoader":
         return self
+
+    def close(self) -> None:
+        """Stops the worker processes (they also stop when the loader is garbage collected)."""
+        self._iterator = None
 
     def next_local(self) -> Batch:
         """The next local (this process's) batch as numpy, advancing the position."""

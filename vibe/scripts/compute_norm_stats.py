@@ -15,6 +15,7 @@ past an episode's end repeat its last action and are counted too.
 """
 
 import dataclasses
+import json
 import os
 import sys
 
@@ -22,7 +23,7 @@ import numpy as np
 import tyro
 
 from vibe.data import normalize
-from vibe.data.lerobot_reader import DatasetError, LeRobotReader
+from vibe.data.lerobot_reader import DatasetError, LeRobotReader, resolve_root
 
 DEFAULT_KEYS = ("observation.state", "action")
 
@@ -51,9 +52,9 @@ def user_path(path: str) -> str:
 
 def compute(args: Args) -> dict[str, normalize.NormStats]:
     """The stats of ``args.keys`` (or the default keys the dataset has) over the dataset."""
-    root = user_path(args.dataset)
-    probe = LeRobotReader(root, keys=[])
-    keys = list(args.keys) or [k for k in DEFAULT_KEYS if k in probe.lerobot.features]
+    root = resolve_root(user_path(args.dataset))
+    stored = json.loads((root / "meta" / "info.json").read_text())["features"]
+    keys = list(args.keys) or [k for k in DEFAULT_KEYS if k in stored]
     if not keys:
         raise DatasetError(f"{root} has none of {', '.join(DEFAULT_KEYS)}; pass --keys with the features to describe")
     reader = LeRobotReader(root, keys=keys, action_horizon=args.action_horizon, action_keys=("action",))
@@ -81,7 +82,8 @@ def main(args: Args) -> None:
     try:
         stats = compute(args)
     except DatasetError as error:
-        print(f"compute_norm_stats: error: {error}", file=sys.stderr)
+        message = str(error).replace("root=PATH", "--dataset PATH")  # the reader's advice, in this CLI's terms
+        print(f"compute_norm_stats: error: {message}", file=sys.stderr)
         sys.exit(2)
     out = user_path(args.out) if args.out else user_path(args.dataset)
     path = normalize.save(stats, out)
