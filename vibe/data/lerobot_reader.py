@@ -12,12 +12,15 @@ produce them; lerobot gives float CHW in [0, 1]), and ``task`` (a string;
 ``task_index`` is kept and ``tasks`` maps it back).
 
 Speed (lerobot #2895): ``LeRobotDataset[i]`` with an action horizon queries the
-HF dataset once per key per item (~12 ms an item for H = 50 on 240 frames
-here, against 0.4 ms without a horizon). This reader instead loads every
-non-visual column into numpy once at open (a few MB for state/action sized
-data) and builds windows and pad masks by index arithmetic; images are read
-through one cached ``select_columns`` view, a whole batch at once when the
-loader asks for one (``__getitems__``). vibe/bench/loader.py measures it.
+HF dataset once per key per item, at a cost that grows with the dataset. This
+reader instead loads every non-visual column into numpy once at open (a few MB
+for state/action sized data) and builds windows and pad masks by index
+arithmetic; images are read through one cached ``select_columns`` view, a
+whole batch at once when the loader asks for one (``__getitems__``).
+vibe/bench/loader.py, 2,000 frames with 32² PNG images, H = 50, on a busy
+2-core box: 52 ms an item for ``LeRobotDataset[i]`` against 1.1 ms here; a
+torch DataLoader (batch 64, 2 workers) 27 samples/s over ``LeRobotDataset``
+against 2,236 through vibe's ``StreamingLoader``.
 """
 
 import json
