@@ -10,6 +10,7 @@ from vibe.data.lerobot_reader import DatasetError, LeRobotReader
 
 # datasets/lerobot read HF_HOME when first imported (lazily, inside the calls below): keep caches hermetic.
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="vibe-hf-")
+os.environ["HF_HUB_OFFLINE"] = "1"  # and never reach the network
 os.environ.pop("HF_LEROBOT_HOME", None)
 
 LENGTHS = (12, 9, 15)

@@ -14,6 +14,7 @@ from vibe.sharding.mesh import DATA_AXIS, make_mesh
 
 # datasets/lerobot read HF_HOME when first imported (lazily, inside the calls below): keep caches hermetic.
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="vibe-hf-")
+os.environ["HF_HUB_OFFLINE"] = "1"  # and never reach the network
 # Two CPU devices, so batches really split; if another module in this process already started JAX's
 # backend the update fails and the multi-device test skips.
 with contextlib.suppress(RuntimeError):

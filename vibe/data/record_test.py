@@ -15,6 +15,7 @@ from vibe.envs import gymnax_env, pixel_cartpole, spaces
 
 # datasets/lerobot read HF_HOME when first imported (lazily, inside the calls below): keep caches hermetic.
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="vibe-hf-")
+os.environ["HF_HUB_OFFLINE"] = "1"  # and never reach the network
 
 
 @dataclasses.dataclass(frozen=True)
