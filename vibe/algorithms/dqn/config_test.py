@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from vibe.algorithms.dqn.config import ACTIVATIONS, DQNConfig
+from vibe.algorithms.dqn.config import DQNConfig
+from vibe.networks.config import ACTIVATIONS, EncoderConfig
 
 
 def test_derived_sizes():
@@ -41,8 +42,6 @@ def test_no_warm_up_learns_from_the_first_step():
         ({"learning_starts": 100_000, "total_timesteps": 100_000}, "DQNConfig.learning_starts=100000 is not below"),
         ({"buffer_size": 4, "num_envs": 8}, "DQNConfig.buffer_size=4 is smaller than one train_step"),
         ({"batch_size": 256, "buffer_size": 128}, "DQNConfig.batch_size=256 is larger than buffer_size=128"),
-        ({"hidden_sizes": (64, 0)}, "DQNConfig.hidden_sizes"),
-        ({"activation": "swish"}, "DQNConfig.activation='swish' is unknown"),
     ],
 )
 def test_validation_names_the_field_and_value(overrides, message):
@@ -50,9 +49,28 @@ def test_validation_names_the_field_and_value(overrides, message):
         DQNConfig(**overrides)
 
 
+def test_the_encoder_defaults_to_a_relu_mlp():
+    config = DQNConfig()
+    assert config.encoder == EncoderConfig(kind="mlp", hidden_sizes=(64, 64), activation="relu")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"hidden_sizes": (64, 0)}, r"EncoderConfig.hidden_sizes must be positive ints, got \(64, 0\)"),
+        ({"hidden_sizes": ()}, "EncoderConfig.hidden_sizes must "),  # an mlp needs a layer
+        ({"activation": "swish"}, "EncoderConfig.activation='swish' is unknown"),
+        ({"kind": "rnn"}, "EncoderConfig.kind='rnn' is unknown; use mlp, cnn or vit"),
+    ],
+)
+def test_encoder_validation_names_the_field_and_value(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        DQNConfig(encoder=EncoderConfig(**overrides))
+
+
 def test_config_is_frozen_and_lists_become_tuples():
-    config = DQNConfig(hidden_sizes=[32, 32])  # type: ignore[arg-type]
-    assert config.hidden_sizes == (32, 32)
+    config = DQNConfig(encoder=EncoderConfig(hidden_sizes=[32, 32]))  # type: ignore[arg-type]
+    assert config.encoder.hidden_sizes == (32, 32)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.lr = 1.0  # type: ignore[misc]
 

@@ -1,4 +1,5 @@
-"""Tests for vibe.algorithms.dqn.dqn and agent: collection, warm-up, train_step contract, learning on CartPole."""
+"""Tests for vibe.algorithms.dqn.dqn: collection, warm-up, the train_step contract, image observations.
+The learning gate is in tests/learning_test.py."""
 
 import functools
 
@@ -9,10 +10,11 @@ import numpy as np
 import pytest
 
 from vibe.algorithms.dqn import dqn
-from vibe.algorithms.dqn.agent import DQN
 from vibe.algorithms.dqn.config import DQNConfig
+from vibe.algorithms.dqn.dqn import DQN
 from vibe.envs import gymnax_env, wrappers
 from vibe.envs.evaluate import evaluate
+from vibe.networks.config import CNNConfig, EncoderConfig
 
 SMALL = DQNConfig(
     num_envs=2,
@@ -25,7 +27,7 @@ SMALL = DQNConfig(
     target_update_interval=3,
     end_e=0.05,
     exploration_fraction=0.5,
-    hidden_sizes=(16,),
+    encoder=EncoderConfig(hidden_sizes=(16,), activation="relu"),
 )
 
 
@@ -33,21 +35,20 @@ SMALL = DQNConfig(
 MAX_STEPS = 3
 
 
-def _setup():
+@functools.cache
+def _algo() -> DQN:
     env, params = gymnax_env.make("CartPole-v1")
-    return wrappers.for_training(env), params.replace(max_steps_in_episode=MAX_STEPS)
+    return DQN.make(SMALL, env, params.replace(max_steps_in_episode=MAX_STEPS), env_id="CartPole-v1")
 
 
 def _init(seed: int = 0) -> dqn.DQNState:
-    env, params = _setup()
-    return dqn.init(SMALL, env, params, jax.random.PRNGKey(seed))
+    return _algo().init(jax.random.PRNGKey(seed))
 
 
 @functools.cache
 def _step():
     """The jitted, donating train_step all tests share: one compile, and a trace count that spans them."""
-    env, params = _setup()
-    return jax.jit(chex.assert_max_traces(dqn.make_train_step(SMALL, env, params), n=1), donate_argnums=0)
+    return jax.jit(chex.assert_max_traces(_algo().train_step, n=1), donate_argnums=0)
 
 
 def _signature(tree):
@@ -64,22 +65,21 @@ def test_init_state_is_a_donatable_array_pytree():
     assert int(out.step) == 0
 
 
-def test_init_requires_the_training_wrappers_and_discrete_actions():
-    env, params = gymnax_env.make("CartPole-v1")
-    with pytest.raises(ValueError, match=r"wrappers\.for_training"):
-        dqn.init(SMALL, env, params, jax.random.PRNGKey(0))
+def test_make_builds_the_training_envs_and_needs_discrete_actions():
+    algo = _algo()
+    # The plain env for evaluation; auto-reset and episode statistics above the vectorised env for training.
+    assert isinstance(algo.env, gymnax_env.GymnaxEnv)
+    assert isinstance(algo.vec_env, wrappers.EpisodeStats) and isinstance(algo.vec_env.env, wrappers.AutoReset)
+    assert isinstance(algo.vec_env.env.env, wrappers.VecEnv) and algo.vec_env.env.env.num_envs == 2
+    assert isinstance(_init().env_state, wrappers.EpisodeStatsState)
     env, params = gymnax_env.make("Pendulum-v1")
-    with pytest.raises(ValueError, match="discrete actions only"):
-        dqn.init(SMALL, wrappers.for_training(env), params, jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=r"DQN supports discrete actions only; Pendulum-v1 has action space Box"):
+        DQN.make(SMALL, env, params, env_id="Pendulum-v1")
 
 
 def test_collect_stores_the_final_obs_and_the_terminated_flag():
-    env, params = _setup()
-    state = _init()
-    network = dqn.make_network(SMALL, env, params)
-    new_state, items, episodes = jax.jit(lambda s, k: dqn.collect(SMALL, env, params, network, s, k))(
-        state, jax.random.PRNGKey(1)
-    )
+    algo, state = _algo(), _init()
+    new_state, items, episodes = jax.jit(lambda s, k: dqn.collect(algo, s, k))(state, jax.random.PRNGKey(1))
     assert items.obs.shape == (6, 4) and items.action.shape == (6,) and items.action.dtype == jnp.int32
     obs, next_obs = np.asarray(items.obs).reshape(3, 2, 4), np.asarray(items.next_obs).reshape(3, 2, 4)
     np.testing.assert_array_equal(obs[0], np.asarray(state.obs))
@@ -96,17 +96,16 @@ def test_warm_up_skips_learning_then_learns_and_updates_the_target():
     step = _step()
     initial_params = _init().params
     state, metrics = step(_init())  # 6 env steps < learning_starts = 12
-    assert int(state.gradient_steps) == 0 and float(metrics["loss/q"]) == 0.0
+    assert int(state.gradient_steps) == 0 and float(metrics.per_update["loss/q"]) == 0.0
     chex.assert_trees_all_equal(state.params, initial_params)
     assert int(state.buffer_state.current_index) == 6
     state, metrics = step(state)  # 12 env steps: learns
-    assert int(state.gradient_steps) == 2 and float(metrics["loss/q"]) > 0.0
-    np.testing.assert_allclose(metrics["epsilon"], 1.0 - 0.95 * 6 / 30, rtol=1e-6)  # 6 of 0.5 * 60 steps
+    assert int(state.gradient_steps) == 2 and float(metrics.per_update["loss/q"]) > 0.0
+    np.testing.assert_allclose(metrics.per_update["epsilon"], 1.0 - 0.95 * 6 / 30, rtol=1e-6)  # 6 of 0.5 * 60
     state, _ = step(state)  # gradient steps 3 and 4; the target was copied at 3 only
     assert int(state.gradient_steps) == 4
-    assert not np.array_equal(
-        state.params["params"]["Dense_0"]["kernel"], state.target_params["params"]["Dense_0"]["kernel"]
-    )
+    first_kernel = lambda params: params["params"]["Encoder_0"]["MLP_0"]["Dense_0"]["kernel"]  # noqa: E731
+    assert not np.array_equal(first_kernel(state.params), first_kernel(state.target_params))
     state, _ = step(state)  # steps 5 and 6: copied at 6, the last one
     chex.assert_trees_all_equal(state.params, state.target_params)
 
@@ -119,11 +118,12 @@ def test_train_step_keeps_the_state_signature_and_never_retraces():
         state, metrics = _step()(state)  # assert_max_traces(n=1) fails on a second trace
         totals.append(metrics)
         assert _signature(state) == signature
-    assert set(metrics) == {"loss/q", "q/mean", "epsilon", "episode/return_sum", "episode/length_sum", "episode/count"}
-    assert all(v.shape == () and v.dtype == jnp.float32 for v in metrics.values())
+    assert set(metrics.per_update) == {"loss/q", "q/mean", "epsilon"}
+    assert set(metrics.episode_sums) == {"return", "length"}
+    assert all(v.shape == () and v.dtype == jnp.float32 for v in jax.tree.leaves(metrics))
     # 2 envs x 3 steps per train_step with 3-step episodes: 2 episodes of return 3 per train_step.
-    assert [float(m["episode/count"]) for m in totals] == [2.0] * 4
-    assert float(metrics["episode/return_sum"]) == 6.0 and float(metrics["episode/length_sum"]) == 6.0
+    assert [float(m.episode_count) for m in totals] == [2.0] * 4
+    assert float(metrics.episode_sums["return"]) == 6.0 and float(metrics.episode_sums["length"]) == 6.0
     assert int(state.step) == 4 and int(state.env_steps) == 24 and int(state.gradient_steps) == 6
 
 
@@ -139,26 +139,89 @@ def test_train_steps_are_deterministic():
     assert not np.array_equal(np.asarray(c.obs), np.asarray(a.obs))
 
 
-def test_agent_follows_the_runner_contract():
+def test_algorithm_follows_the_runner_contract():
     env, params = gymnax_env.make("CartPole-v1")
-    algo = DQN(SMALL, env, params)
+    algo = DQN.make(SMALL, env, params)
     assert algo.name == "dqn" and algo.num_updates == 10 and algo.steps_per_update == 6
     state = algo.init(jax.random.PRNGKey(0))
     assert _signature(jax.eval_shape(algo.train_step, state)[0]) == _signature(state)
     obs = jax.random.normal(jax.random.PRNGKey(3), (5, 4))
-    actions = algo.greedy_policy(state)(obs, jax.random.PRNGKey(0))
-    network = dqn.make_network(SMALL, env, params)
-    np.testing.assert_array_equal(actions, np.argmax(np.asarray(network.apply(state.params, obs)), -1))
+    assert algo.obs_stats(state) is None
+    actions = algo.act(state.params, algo.policy_input(None, obs), jax.random.PRNGKey(0), greedy=True)
+    q = np.asarray(dqn.q_values(algo, state.params, obs))
+    assert q.shape == (5, 2)
+    np.testing.assert_array_equal(actions, np.argmax(q, -1))
     assert actions.dtype == jnp.int32
+    assert algo.obs_stats(state) is None
 
 
-@pytest.mark.learning
-def test_dqn_solves_cartpole_with_the_default_config():
-    config = DQNConfig()  # 100k env steps
+def test_exploring_act_takes_random_actions_at_rate_end_e():
     env, params = gymnax_env.make("CartPole-v1")
-    algo = DQN(config, env, params)
-    train = jax.jit(lambda s: jax.lax.fori_loop(0, algo.num_updates, lambda _, s: algo.train_step(s)[0], s))
-    state = train(algo.init(jax.random.PRNGKey(0)))
-    assert int(state.env_steps) == config.total_timesteps
-    returns = evaluate(env, params, algo.greedy_policy(state), jax.random.PRNGKey(123), num_episodes=32)
-    assert float(jnp.mean(returns)) >= 475.0, f"greedy returns {np.asarray(returns)}"
+    algo = DQN.make(SMALL, env, params)
+    state = algo.init(jax.random.PRNGKey(0))
+    obs = jnp.zeros((4000, 4))  # one observation: the greedy action is the same for every row
+    greedy = algo.act(state.params, obs, jax.random.PRNGKey(0), greedy=True)
+    explored = algo.act(state.params, obs, jax.random.PRNGKey(1), greedy=False)
+    assert explored.dtype == jnp.int32
+    # A random action differs from the greedy one half the time: rate end_e / 2 = 0.025 (about 100 of 4000).
+    assert 0.015 < float(jnp.mean(explored != greedy)) < 0.035
+
+
+def test_roles_split_the_envs_and_shard_the_rest():
+    state = _init()
+    roles = _algo().roles(state)
+    assert roles.env_state == "batch" and roles.obs == "batch"
+    for name in ("params", "target_params", "opt_state", "buffer_state", "key", "step", "env_steps"):
+        assert getattr(roles, name) == "fsdp", name
+
+
+# MinAtar Breakout observes bool [10, 10, 4] planes; a small CNN reads them.
+IMAGES = DQNConfig(
+    num_envs=2,
+    total_timesteps=64,
+    buffer_size=16,
+    batch_size=4,
+    learning_starts=4,
+    encoder=EncoderConfig(kind="cnn", hidden_sizes=(16,), activation="relu", cnn=CNNConfig(channels=(4,))),
+)
+
+
+def test_image_observations_stay_compact_in_the_buffer_and_learn():
+    env, params = gymnax_env.make("Breakout-MinAtar")
+    algo = DQN.make(IMAGES, env, params, env_id="Breakout-MinAtar")
+    state = algo.init(jax.random.PRNGKey(0))
+    assert state.obs.shape == (2, 10, 10, 4) and state.obs.dtype == jnp.bool_
+    # 1 byte a pixel in the replay buffer: the env's dtype, not float32.
+    assert state.buffer_state.experience.obs.dtype == jnp.bool_
+    assert state.buffer_state.experience.next_obs.dtype == jnp.bool_
+    step = jax.jit(chex.assert_max_traces(algo.train_step, n=1), donate_argnums=0)
+    signature = _signature(state)
+    for _ in range(3):  # 2, 4 (learns), 6 env steps
+        state, metrics = step(state)
+    assert _signature(state) == signature
+    assert int(state.gradient_steps) == 2 and float(metrics.per_update["loss/q"]) > 0.0
+    # A bool observation is read as 0/1 floats: Q of the stored obs equals Q of its float32 copy.
+    obs = state.buffer_state.experience.obs[0, :4]
+    np.testing.assert_allclose(
+        dqn.q_values(algo, state.params, obs), dqn.q_values(algo, state.params, obs.astype(jnp.float32)), rtol=1e-6
+    )
+
+
+def test_make_rejects_a_cnn_on_flat_observations():
+    env, params = gymnax_env.make("CartPole-v1")
+    with pytest.raises(ValueError, match=r"env CartPole-v1 observes .*--algo\.encoder\.kind mlp"):
+        DQN.make(IMAGES, env, params, env_id="CartPole-v1")
+
+
+def test_evaluate_runs_the_greedy_policy_on_the_plain_env():
+    env, params = gymnax_env.make("CartPole-v1")
+    params = params.replace(max_steps_in_episode=20)
+    algo = DQN.make(SMALL, env, params)
+    state = algo.init(jax.random.PRNGKey(0))
+
+    def argmax_q(obs, key):
+        return jnp.argmax(dqn.q_values(algo, state.params, obs), axis=-1).astype(jnp.int32)
+
+    key = jax.random.PRNGKey(5)
+    returns = jax.jit(algo.evaluate, static_argnums=2)(state, key, 3)
+    np.testing.assert_array_equal(returns, evaluate(env, params, argmax_q, key, num_episodes=3))

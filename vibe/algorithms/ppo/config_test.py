@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from vibe.algorithms.ppo.config import ACTIVATIONS, PPOConfig
+from vibe.algorithms.ppo.config import PPOConfig
+from vibe.networks.config import ACTIVATIONS, EncoderConfig
 
 
 def test_defaults_give_purejaxrl_sizes():
@@ -26,9 +27,7 @@ def test_defaults_give_purejaxrl_sizes():
         ({"gae_lambda": -0.1}, "PPOConfig.gae_lambda"),
         ({"num_envs": 0}, "PPOConfig.num_envs must be a positive integer, got 0"),
         ({"update_epochs": -1}, "PPOConfig.update_epochs"),
-        ({"activation": "swish"}, "PPOConfig.activation='swish' is unknown"),
         ({"total_timesteps": 100}, "PPOConfig.total_timesteps=100 is less than one rollout"),
-        ({"hidden_sizes": (64, 0)}, "PPOConfig.hidden_sizes"),
         ({"clip_eps": 0.0}, "PPOConfig.clip_eps"),
         ({"init_log_std": float("nan")}, "PPOConfig.init_log_std must be a finite number, got nan"),
         ({"normalize_obs": 1}, "PPOConfig.normalize_obs must be True or False, got 1"),
@@ -37,6 +36,25 @@ def test_defaults_give_purejaxrl_sizes():
 def test_validation_names_the_field_and_value(overrides, message):
     with pytest.raises(ValueError, match=message):
         PPOConfig(**overrides)
+
+
+def test_the_encoder_defaults_to_a_tanh_mlp():
+    config = PPOConfig()
+    assert config.encoder == EncoderConfig(kind="mlp", hidden_sizes=(64, 64), activation="tanh")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"hidden_sizes": (64, 0)}, r"EncoderConfig.hidden_sizes must be positive ints, got \(64, 0\)"),
+        ({"hidden_sizes": ()}, "EncoderConfig.hidden_sizes must "),  # an mlp needs a layer
+        ({"activation": "swish"}, "EncoderConfig.activation='swish' is unknown"),
+        ({"kind": "rnn"}, "EncoderConfig.kind='rnn' is unknown; use mlp, cnn or vit"),
+    ],
+)
+def test_encoder_validation_names_the_field_and_value(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        PPOConfig(encoder=EncoderConfig(**overrides))
 
 
 def test_config_is_frozen():

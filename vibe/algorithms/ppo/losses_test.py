@@ -1,11 +1,12 @@
-"""Tests for vibe.algorithms.ppo.losses against hand-computed values."""
+"""Tests for vibe.algorithms.ppo.losses against hand-computed values, with the log-probabilities and
+entropies of the policy heads' distributions (vibe.networks.heads) PPO feeds it."""
 
-import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from vibe.algorithms.ppo import losses
+from vibe.networks import heads
 
 
 def test_gae_bootstraps_truncation_but_not_termination():
@@ -28,9 +29,10 @@ def test_gae_bootstraps_truncation_but_not_termination():
 
 def test_categorical_log_prob_and_entropy():
     logits = jnp.array([[0.0, 0.0], [0.0, jnp.log(3.0)]])
-    np.testing.assert_allclose(losses.categorical_log_prob(logits, jnp.array([0, 1])), np.log([0.5, 0.75]), rtol=1e-6)
+    distribution = heads.Categorical(2).distribution(logits)
+    np.testing.assert_allclose(distribution.log_prob(jnp.array([0, 1])), np.log([0.5, 0.75]), rtol=1e-6)
     entropy_1 = -(0.25 * np.log(0.25) + 0.75 * np.log(0.75))
-    np.testing.assert_allclose(losses.categorical_entropy(logits), [np.log(2.0), entropy_1], rtol=1e-6)
+    np.testing.assert_allclose(distribution.entropy(), [np.log(2.0), entropy_1], rtol=1e-6)
 
 
 def test_ppo_loss_golden_values():
@@ -46,8 +48,8 @@ def test_ppo_loss_golden_values():
         target=jnp.array([2.0, 0.3]),
     )
     value = jnp.array([1.5, -0.1])
-    log_prob = losses.categorical_log_prob(logits, batch.action)
-    entropy_per_sample = losses.categorical_entropy(logits)
+    distribution = heads.Categorical(2).distribution(logits)
+    log_prob, entropy_per_sample = distribution.log_prob(batch.action), distribution.entropy()
     total, metrics = losses.ppo_loss(
         log_prob, entropy_per_sample, value, batch, clip_eps=0.2, vf_coef=0.5, ent_coef=0.01
     )
@@ -67,22 +69,25 @@ def test_gaussian_log_prob_and_entropy_golden_values():
     mean = jnp.array([0.0, 1.0])
     log_std = jnp.log(jnp.array([1.0, 2.0]))
     action = jnp.array([1.0, 1.0])
+    distribution = heads.Gaussian(2).distribution((mean, log_std))
     # (-1/2 - 0 - log(2 pi)/2) + (0 - log 2 - log(2 pi)/2)
-    np.testing.assert_allclose(
-        losses.gaussian_log_prob(mean, log_std, action), -0.5 - np.log(2.0) - np.log(2 * np.pi), rtol=1e-6
-    )
+    np.testing.assert_allclose(distribution.log_prob(action), -0.5 - np.log(2.0) - np.log(2 * np.pi), rtol=1e-6)
     # sum_i log sigma_i + log(2 pi e)/2 = log 2 + log(2 pi e)
-    np.testing.assert_allclose(losses.gaussian_entropy(log_std), np.log(2.0) + np.log(2 * np.pi) + 1.0, rtol=1e-6)
+    np.testing.assert_allclose(distribution.entropy(), np.log(2.0) + np.log(2 * np.pi) + 1.0, rtol=1e-6)
 
 
-def test_gaussian_matches_distrax_on_a_batch():
+def test_gaussian_matches_the_closed_form_on_a_batch():
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
     mean = jax.random.normal(k1, (5, 3))
     log_std = jnp.broadcast_to(jax.random.normal(k2, (3,)) * 0.5, (5, 3))
     action = 3.0 * jax.random.normal(k3, (5, 3))
-    dist = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
-    np.testing.assert_allclose(losses.gaussian_log_prob(mean, log_std, action), dist.log_prob(action), rtol=1e-5)
-    np.testing.assert_allclose(losses.gaussian_entropy(log_std), dist.entropy(), rtol=1e-5)
+    distribution = heads.Gaussian(3).distribution((mean, log_std))
+    # Independent features: log N(a; mu, sigma) = sum_i -z_i^2 / 2 - log sigma_i - log(2 pi) / 2.
+    m, s, a = (np.asarray(x, np.float64) for x in (mean, log_std, action))
+    log_prob = (-0.5 * ((a - m) / np.exp(s)) ** 2 - s - 0.5 * np.log(2 * np.pi)).sum(-1)
+    entropy = (s + 0.5 * np.log(2 * np.pi * np.e)).sum(-1)
+    np.testing.assert_allclose(distribution.log_prob(action), log_prob, rtol=1e-5)
+    np.testing.assert_allclose(distribution.entropy(), entropy, rtol=1e-5)
 
 
 def test_ppo_loss_with_gaussian_log_probs():
@@ -90,7 +95,8 @@ def test_ppo_loss_with_gaussian_log_probs():
     # (ratio 2, clipped to 1.2 on a positive advantage) and one unchanged.
     mean, log_std = jnp.zeros((2, 1)), jnp.zeros((2, 1))
     action = jnp.array([[0.5], [-3.0]])  # outside Pendulum's [-2, 2]: the loss never clips actions
-    log_prob = losses.gaussian_log_prob(mean, log_std, action)
+    distribution = heads.Gaussian(1).distribution((mean, log_std))
+    log_prob = distribution.log_prob(action)
     batch = losses.PPOBatch(
         obs=jnp.zeros((2, 3)),
         action=action,
@@ -99,7 +105,7 @@ def test_ppo_loss_with_gaussian_log_probs():
         advantage=jnp.array([3.0, 1.0]),  # normalised to [1, -1]
         target=jnp.zeros(2),
     )
-    entropy = losses.gaussian_entropy(log_std)
+    entropy = distribution.entropy()
     total, metrics = losses.ppo_loss(log_prob, entropy, jnp.zeros(2), batch, clip_eps=0.2, vf_coef=0.5, ent_coef=0.1)
     np.testing.assert_allclose(metrics["loss/policy"], -(1.2 - 1.0) / 2, rtol=1e-5)
     h = 0.5 * np.log(2 * np.pi * np.e)

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from vibe.algorithms.sac.config import ACTIVATIONS, SACConfig
+from vibe.algorithms.sac.config import SACConfig
+from vibe.networks.config import ACTIVATIONS, EncoderConfig
 
 
 def test_defaults_give_one_gradient_step_per_env_step():
@@ -39,13 +40,30 @@ def test_config_has_no_env_and_no_seed():
         ({"log_std_min": 3.0}, "SACConfig.log_std_min=3.0 must be < log_std_max=2.0"),
         ({"buffer_size": 500}, r"SACConfig.buffer_size=500 is smaller than the batches one train_step draws"),
         ({"total_timesteps": 2}, "SACConfig.total_timesteps=2 is less than one train_step"),
-        ({"hidden_sizes": (64, 0)}, "SACConfig.hidden_sizes"),
-        ({"activation": "swish"}, "SACConfig.activation='swish' is unknown"),
     ],
 )
 def test_validation_names_the_field_and_value(overrides, message):
     with pytest.raises(ValueError, match=message):
         SACConfig(**overrides)
+
+
+def test_the_encoder_defaults_to_a_relu_mlp():
+    config = SACConfig()
+    assert config.encoder == EncoderConfig(kind="mlp", hidden_sizes=(64, 64), activation="relu")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"hidden_sizes": (64, 0)}, r"EncoderConfig.hidden_sizes must be positive ints, got \(64, 0\)"),
+        ({"hidden_sizes": ()}, "EncoderConfig.hidden_sizes must "),  # an mlp needs a layer
+        ({"activation": "swish"}, "EncoderConfig.activation='swish' is unknown"),
+        ({"kind": "rnn"}, "EncoderConfig.kind='rnn' is unknown; use mlp, cnn or vit"),
+    ],
+)
+def test_encoder_validation_names_the_field_and_value(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        SACConfig(encoder=EncoderConfig(**overrides))
 
 
 def test_config_is_frozen():

@@ -1,7 +1,7 @@
-"""Tests for vibe.algorithms.sac.sac and agent: replay wiring, warm-up, train_step contract, Pendulum."""
+"""Tests for vibe.algorithms.sac.sac: replay wiring, warm-up, the train_step contract, roles. The learning
+gate is in tests/learning_test.py."""
 
 import dataclasses
-import functools
 from typing import Any
 
 import chex
@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from vibe.algorithms.sac import sac
-from vibe.algorithms.sac.agent import SAC
 from vibe.algorithms.sac.config import SACConfig
+from vibe.algorithms.sac.sac import SAC
 from vibe.envs import gymnax_env, wrappers
 from vibe.envs.evaluate import evaluate
+from vibe.networks import heads
+from vibe.networks.config import EncoderConfig
 
 # 2 envs, learning from env step 8 on, 3 gradient steps per train_step, tiny networks.
 SMALL = SACConfig(
@@ -24,16 +26,14 @@ SMALL = SACConfig(
     utd_ratio=1.5,
     batch_size=4,
     buffer_size=64,
-    hidden_sizes=(8,),
+    encoder=EncoderConfig(hidden_sizes=(8,), activation="relu"),
     lr=1e-2,
 )
 
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
-    env: Any
-    params: Any
-    static: sac.Static
+    algo: SAC
     init: Any  # jitted key -> SACState
     step: Any  # jitted, donated, trace-counted train_step
 
@@ -42,12 +42,9 @@ class Setup:
 def small() -> Setup:
     """SMALL on Pendulum cut at 3 steps; every test shares one compiled init and train_step."""
     env, params = gymnax_env.make("Pendulum-v1")
-    params = params.replace(max_steps_in_episode=3)
-    env = wrappers.for_training(env)
-    static = sac.make_static(SMALL, env, params)
-    init = jax.jit(functools.partial(sac.init, SMALL, static, env, params))
-    step = jax.jit(chex.assert_max_traces(sac.make_train_step(SMALL, env, params, static), n=1), donate_argnums=0)
-    return Setup(env, params, static, init, step)
+    algo = SAC.make(SMALL, env, params.replace(max_steps_in_episode=3), env_id="Pendulum-v1")
+    step = jax.jit(chex.assert_max_traces(algo.train_step, n=1), donate_argnums=0)
+    return Setup(algo, jax.jit(algo.init), step)
 
 
 def _stored(state: sac.SACState, count: int) -> sac.ReplayItem:
@@ -62,23 +59,35 @@ def test_init_state_is_a_donatable_array_pytree(small):
     assert not any(leaf.weak_type for leaf in jax.tree.leaves(state))
     np.testing.assert_allclose(state.params.log_alpha, 0.0)  # init_alpha = 1
     chex.assert_trees_all_equal(state.target_critic, state.params.critic)
-    np.testing.assert_array_equal(small.static.low, [-2.0])  # Pendulum's real torque bounds
-    np.testing.assert_array_equal(small.static.high, [2.0])
-    assert small.static.target_entropy == -1.0
+    assert isinstance(small.algo.head, heads.TanhGaussian)
+    np.testing.assert_array_equal(small.algo.head.low, [-2.0])  # Pendulum's real torque bounds
+    np.testing.assert_array_equal(small.algo.head.high, [2.0])
+    assert small.algo.target_entropy == -1.0
     out = jax.jit(lambda s: s, donate_argnums=0)(state)  # every leaf its own buffer
     assert int(out.step) == 0
 
 
-def test_init_requires_the_training_wrappers():
-    env, params = gymnax_env.make("Pendulum-v1")
-    with pytest.raises(ValueError, match=r"wrappers\.for_training"):
-        sac.make_static(SMALL, env, params)
+def test_make_builds_the_training_envs_from_the_plain_env(small):
+    algo = small.algo
+    assert isinstance(algo.env, gymnax_env.GymnaxEnv)
+    assert isinstance(algo.vec_env, wrappers.EpisodeStats) and isinstance(algo.vec_env.env, wrappers.AutoReset)
+    assert isinstance(algo.vec_env.env.env, wrappers.VecEnv) and algo.vec_env.env.env.num_envs == 2
+    assert isinstance(small.init(jax.random.PRNGKey(0)).env_state, wrappers.EpisodeStatsState)
 
 
 def test_rejects_discrete_actions():
     env, params = gymnax_env.make("CartPole-v1")
-    with pytest.raises(ValueError, match="bounded 1-D Box action space"):
-        sac.make_static(SMALL, wrappers.for_training(env), params)
+    with pytest.raises(
+        ValueError, match=r"bounded 1-D Box action space \(continuous actions\); CartPole-v1 has Discrete"
+    ):
+        SAC.make(SMALL, env, params, env_id="CartPole-v1")
+
+
+def test_rejects_an_image_encoder():
+    env, params = gymnax_env.make("Pendulum-v1")
+    config = dataclasses.replace(SMALL, encoder=EncoderConfig(kind="cnn"))
+    with pytest.raises(ValueError, match=r"Pendulum-v1 observes .* asks for cnn: pass --algo\.encoder\.kind mlp"):
+        SAC.make(config, env, params, env_id="Pendulum-v1")
 
 
 def test_buffer_stores_the_true_final_obs_and_no_termination_on_truncation(small):
@@ -99,7 +108,7 @@ def test_buffer_stores_the_true_final_obs_and_no_termination_on_truncation(small
 
 def test_warm_up_actions_are_uniform_over_the_real_bounds(small):
     state = small.init(jax.random.PRNGKey(0))
-    collect = jax.jit(functools.partial(sac.collect, SMALL, small.static, small.env, small.params))
+    collect = jax.jit(lambda s, k: sac.collect(small.algo, s, k))
     actions = np.concatenate(
         [_stored(collect(state, jax.random.PRNGKey(i))[0], 2).action for i in range(100)]
     )  # 200 warm-up actions
@@ -113,13 +122,13 @@ def test_no_updates_before_learning_starts_then_utd_gradient_steps(small):
     initial = jax.tree.map(np.asarray, state.params)
     for _ in range(3):  # env_steps 2, 4, 6 < learning_starts = 8
         state, metrics = small.step(state)
-        assert all(float(metrics[k]) == 0.0 for k in sac.LOSS_METRICS if k != "alpha")
-        assert float(metrics["alpha"]) == 1.0
+        assert all(float(metrics.per_update[k]) == 0.0 for k in sac.LOSS_METRICS if k != "alpha")
+        assert float(metrics.per_update["alpha"]) == 1.0
     chex.assert_trees_all_equal(state.params, initial)
     state, metrics = small.step(state)  # env_steps 8: learning starts
     # Mean over the 3 steps of the alpha each used: 1 for the first, then lowered (entropy is above -1).
-    assert 0.95 < float(metrics["alpha"]) < 1.0
-    assert float(metrics["loss/q"]) > 0.0
+    assert 0.95 < float(metrics.per_update["alpha"]) < 1.0
+    assert float(metrics.per_update["loss/q"]) > 0.0
     assert int(state.opt_state[0].count) == 3  # utd_ratio 1.5 x 2 envs
     state, _ = small.step(state)
     assert int(state.opt_state[0].count) == 6
@@ -127,15 +136,13 @@ def test_no_updates_before_learning_starts_then_utd_gradient_steps(small):
 
 
 def test_target_critic_is_a_polyak_average(small):
-    config = dataclasses.replace(SMALL, tau=0.25)
+    algo = dataclasses.replace(small.algo, config=dataclasses.replace(SMALL, tau=0.25))
     state = small.init(jax.random.PRNGKey(0))
     batch = jax.tree.map(lambda x: x[0, :4], state.buffer_state.experience)  # zeros, [b=4]
     batch = batch.replace(obs=jax.random.normal(jax.random.PRNGKey(1), (4, 3)), reward=jnp.ones(4))
     carry = (state.params, state.target_critic, state.opt_state)
     before = jax.tree.map(np.asarray, state.target_critic)
-    (params, target, _), _ = jax.jit(functools.partial(sac.update, config, small.static))(
-        carry, batch, jax.random.PRNGKey(2)
-    )
+    (params, target, _), _ = jax.jit(lambda c, b, k: sac.update(algo, c, b, k))(carry, batch, jax.random.PRNGKey(2))
     expected = jax.tree.map(lambda new, old: 0.25 * np.asarray(new) + 0.75 * old, params.critic, before)
     chex.assert_trees_all_close(target, expected, rtol=1e-6, atol=1e-7)
     kernel = lambda tree: np.asarray(tree["params"]["VmapMLP_0"]["Dense_0"]["kernel"])  # noqa: E731
@@ -145,22 +152,47 @@ def test_target_critic_is_a_polyak_average(small):
 def test_train_step_metrics_and_no_retrace(small):
     state = small.init(jax.random.PRNGKey(0))
     # The state's types are a fixed point of train_step (dtype, shape and weak type of every leaf).
-    out_shapes, _ = jax.eval_shape(sac.make_train_step(SMALL, small.env, small.params, small.static), state)
+    out_shapes, _ = jax.eval_shape(small.algo.train_step, state)
     for leaf, out in zip(jax.tree.leaves(state), jax.tree.leaves(out_shapes), strict=True):
         assert (leaf.shape, leaf.dtype, leaf.weak_type) == (out.shape, out.dtype, out.weak_type)
     for _ in range(6):  # warm-up and learning steps alike; the shared step is traced once per module
         state, metrics = small.step(state)
-    assert set(metrics) == {*sac.LOSS_METRICS, "episode/return_sum", "episode/length_sum", "episode/count"}
-    assert all(v.shape == () and v.dtype == jnp.float32 for v in metrics.values())
+    assert set(metrics.per_update) == set(sac.LOSS_METRICS)
+    assert set(metrics.episode_sums) == {"return", "length"}
+    assert all(v.shape == () and v.dtype == jnp.float32 for v in jax.tree.leaves(metrics))
     # 2 envs x 3-step episodes: at step 6 both envs finish their second episode.
-    assert float(metrics["episode/count"]) == 2.0 and float(metrics["episode/length_sum"]) == 6.0
+    assert float(metrics.episode_count) == 2.0 and float(metrics.episode_sums["length"]) == 6.0
     assert int(state.step) == 6 and int(state.env_steps) == 12
 
 
-def test_agent_in_a_fori_loop_chunk_is_deterministic():
+def test_sac_losses_reach_only_their_own_parameters(small):
+    # The stop-gradients split one backward pass into three: with the actor and alpha losses removed,
+    # the gradient of the critic loss alone must be what reaches the critic in the sum, and so on.
+    state = small.init(jax.random.PRNGKey(0))
+    for _ in range(4):
+        state, _ = small.step(state)
+    batch = jax.tree.map(lambda x: x[0, :4], state.buffer_state.experience)
+    key = jax.random.PRNGKey(3)
+
+    def grad_of(name):
+        def loss(params):
+            return sac.sac_losses(small.algo, params, state.target_critic, batch, key)[1][name]
+
+        return jax.grad(loss)(state.params)
+
+    total = jax.grad(lambda p: sac.sac_losses(small.algo, p, state.target_critic, batch, key)[0])(state.params)
+    q, actor, alpha = grad_of("loss/q"), grad_of("loss/actor"), grad_of("loss/alpha")
+    chex.assert_trees_all_close(total.critic, q.critic, rtol=1e-5, atol=1e-7)
+    chex.assert_trees_all_close(total.actor, actor.actor, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(total.log_alpha, alpha.log_alpha, rtol=1e-5)
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(q.actor))  # critic loss: no actor grad
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(actor.critic))  # actor loss: frozen critic
+
+
+def test_algorithm_in_a_fori_loop_chunk_is_deterministic():
     env, params = gymnax_env.make("Pendulum-v1")
-    algo = SAC(SMALL, env, params)
-    assert algo.num_updates == 20 and algo.steps_per_update == 2
+    algo = SAC.make(SMALL, env, params)
+    assert algo.name == "sac" and algo.num_updates == 20 and algo.steps_per_update == 2
     chunk = jax.jit(lambda s, k: jax.lax.fori_loop(0, k, lambda _, s: algo.train_step(s)[0], s), donate_argnums=0)
     a = chunk(algo.init(jax.random.PRNGKey(1)), jnp.int32(7))
     b = chunk(algo.init(jax.random.PRNGKey(1)), jnp.int32(7))
@@ -168,18 +200,32 @@ def test_agent_in_a_fori_loop_chunk_is_deterministic():
     c = chunk(algo.init(jax.random.PRNGKey(2)), jnp.int32(7))
     assert not np.array_equal(np.asarray(c.obs), np.asarray(a.obs))
     obs = jax.random.normal(jax.random.PRNGKey(3), (5, 3))
-    greedy = algo.greedy_policy(a)(obs, jax.random.PRNGKey(0))
+    greedy = algo.act(a.params, algo.policy_input(algo.obs_stats(a), obs), jax.random.PRNGKey(0), greedy=True)
     assert greedy.shape == (5, 1) and np.all(np.abs(np.asarray(greedy)) <= 2.0)
-    np.testing.assert_array_equal(greedy, algo.greedy_policy(a)(obs, jax.random.PRNGKey(9)))
+    np.testing.assert_array_equal(greedy, algo.act(a.params, obs, jax.random.PRNGKey(9), greedy=True))
+    # The greedy action is the scaled tanh of the actor's mean.
+    mean, _ = sac.actor_output(algo, a.params.actor, obs)
+    np.testing.assert_allclose(greedy, 2.0 * np.tanh(np.asarray(mean)), rtol=1e-6)
+    sampled = algo.act(a.params, obs, jax.random.PRNGKey(0), greedy=False)
+    assert sampled.shape == (5, 1) and np.all(np.abs(np.asarray(sampled)) <= 2.0)
+    assert not np.allclose(sampled, greedy)
+    assert algo.obs_stats(a) is None
 
 
-@pytest.mark.learning
-def test_sac_solves_pendulum_with_the_default_config():
-    config = SACConfig()  # 20k env steps
-    env, params = gymnax_env.make("Pendulum-v1")
-    algo = SAC(config, env, params)
-    train = jax.jit(lambda s: jax.lax.fori_loop(0, algo.num_updates, lambda _, s: algo.train_step(s)[0], s))
-    state = train(algo.init(jax.random.PRNGKey(0)))
-    assert int(state.env_steps) == 20_000
-    returns = evaluate(env, params, algo.greedy_policy(state), jax.random.PRNGKey(123), num_episodes=32)
-    assert float(jnp.mean(returns)) >= -200.0, f"greedy returns {np.asarray(returns)}"
+def test_roles_split_the_envs_and_shard_the_rest(small):
+    roles = small.algo.roles(small.init(jax.random.PRNGKey(0)))
+    assert roles.env_state == "batch" and roles.obs == "batch"
+    for name in ("params", "target_critic", "opt_state", "buffer_state", "key", "step", "env_steps"):
+        assert getattr(roles, name) == "fsdp", name
+
+
+def test_evaluate_runs_the_greedy_policy_on_the_plain_env(small):
+    algo, state = small.algo, small.init(jax.random.PRNGKey(0))
+
+    def scaled_tanh_of_the_mean(obs, key):
+        return 2.0 * jnp.tanh(sac.actor_output(algo, state.params.actor, obs)[0])
+
+    key = jax.random.PRNGKey(5)
+    returns = jax.jit(algo.evaluate, static_argnums=2)(state, key, 3)
+    expected = evaluate(algo.env, algo.env_params, scaled_tanh_of_the_mean, key, num_episodes=3)
+    np.testing.assert_allclose(returns, expected, rtol=1e-5)
