@@ -17,6 +17,7 @@ from vibe.algorithms.dqn.config import DQNConfig
 from vibe.algorithms.ppo.config import PPOConfig
 from vibe.algorithms.sac.config import SACConfig
 from vibe.config.train_config import TYRO_CONFIG, TrainConfig
+from vibe.core.usage import bazel_prog
 from vibe.networks.config import EncoderConfig
 from vibe.train.config import RunnerConfig
 
@@ -105,7 +106,7 @@ def cli(args: list[str] | None = None) -> TrainConfig:
         print(f"error: {unknown_message(first)}", file=sys.stderr)
         raise SystemExit(2)
     try:
-        return tyro.extras.overridable_config_cli(PRESETS, args=args, config=TYRO_CONFIG)
+        return tyro.extras.overridable_config_cli(PRESETS, args=args, config=TYRO_CONFIG, prog=bazel_prog())
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from e

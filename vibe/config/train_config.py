@@ -12,6 +12,7 @@ import tyro
 from vibe.algorithms.dqn.config import DQNConfig
 from vibe.algorithms.ppo.config import PPOConfig
 from vibe.algorithms.sac.config import SACConfig
+from vibe.core.usage import bazel_prog
 from vibe.train.config import RunnerConfig
 
 # The algorithm is chosen by the config's type; flags override its fields.
@@ -59,7 +60,9 @@ def cli(
     """
     default = default if default is not None else TrainConfig()
     try:
-        return tyro.cli(TrainConfig, default=default, args=args, description=description, config=TYRO_CONFIG)
+        return tyro.cli(
+            TrainConfig, default=default, args=args, description=description, config=TYRO_CONFIG, prog=bazel_prog()
+        )
     except ValueError as e:  # tyro reports most validation errors itself; not all
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from e
