@@ -27,6 +27,8 @@ from vibe.sharding.mesh import DATA_AXIS, FSDP_AXIS
 logger = logging.getLogger(__name__)
 
 MiB = 2**20
+# Leaves smaller than this stay replicated: splitting them saves less memory than the gathers cost (openpi's value).
+MIN_SIZE_MBYTES = 4.0
 
 
 def fsdp_axis(shape: tuple[int, ...], k: int) -> int | None:
@@ -35,7 +37,9 @@ def fsdp_axis(shape: tuple[int, ...], k: int) -> int | None:
     return max(divisible, key=lambda i: (shape[i], i)) if divisible else None
 
 
-def fsdp_sharding(tree: Any, mesh: Mesh | AbstractMesh, *, min_size_mbytes: float = 4, log: bool = False) -> Any:
+def fsdp_sharding(
+    tree: Any, mesh: Mesh | AbstractMesh, *, min_size_mbytes: float = MIN_SIZE_MBYTES, log: bool = False
+) -> Any:
     """A pytree of `NamedSharding`s over `mesh`, one per leaf of `tree`, by the rule above.
 
     `tree` holds arrays or `jax.ShapeDtypeStruct`s (from `jax.eval_shape`, so
@@ -83,7 +87,12 @@ def fsdp_sharding(tree: Any, mesh: Mesh | AbstractMesh, *, min_size_mbytes: floa
 
 
 def state_shardings(
-    abstract_state: Any, mesh: Mesh | AbstractMesh, roles: Any = None, *, batch_dim: int = 0, min_size_mbytes: float = 4
+    abstract_state: Any,
+    mesh: Mesh | AbstractMesh,
+    roles: Any = None,
+    *,
+    batch_dim: int = 0,
+    min_size_mbytes: float = MIN_SIZE_MBYTES,
 ) -> Any:
     """Shardings of a whole run state, placed by the role the algorithm declares for each subtree.
 

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -131,10 +132,18 @@ def train(
             result = _train(algorithm, config, mesh, manager, resuming, run_dir, hparams, env_id, wandb, primary)
     except BaseException:
         wandb.close(exit_code=1)
+        try:
+            manager.wait_until_finished()
+            nothing_saved = manager.latest_step() is None
+        finally:
+            manager.close()
+        # A new run that failed before its first checkpoint leaves nothing to resume: remove what it made, so
+        # the next attempt is not refused for a directory that holds only a config and a log.
+        if not resuming and primary and nothing_saved:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            logger.info("Removed %s: the run failed before its first checkpoint", run_dir)
         raise
-    finally:
-        manager.wait_until_finished()  # pending async saves complete before the process exits
-        manager.close()
+    _close(manager)
     wandb.close()
     if not primary:
         return result
@@ -143,6 +152,39 @@ def train(
     except ValueError as e:  # nothing to draw yet (no finished episode): not worth failing a run
         logger.warning("No learning curve: %s", e)
     return result
+
+
+def _close(manager: Any) -> None:
+    """Waits for the save in flight (pending async saves complete before the process exits), then closes."""
+    try:
+        manager.wait_until_finished()
+    finally:
+        manager.close()
+
+
+def log_fsdp_split(params: Any, shardings: Any) -> tuple[int, int]:
+    """Logs how many parameter arrays (and MiB) FSDP splits and how many stay replicated; returns the counts.
+
+    Said even when nothing crosses the size threshold, so a run with --fsdp-devices > 1 is never silently
+    plain data parallelism."""
+    split = kept = 0
+    split_bytes = kept_bytes = 0
+    for leaf, sharding in zip(jax.tree.leaves(params), jax.tree.leaves(shardings), strict=True):
+        nbytes = int(np.prod(leaf.shape)) * leaf.dtype.itemsize
+        if any(axis is not None for axis in sharding.spec):
+            split, split_bytes = split + 1, split_bytes + nbytes
+        else:
+            kept, kept_bytes = kept + 1, kept_bytes + nbytes
+    logger.info(
+        "FSDP: %d parameter array(s) (%.2f MiB) split along %r, %d (%.2f MiB) replicated%s",
+        split,
+        split_bytes / fsdp.MiB,
+        mesh_lib.FSDP_AXIS,
+        kept,
+        kept_bytes / fsdp.MiB,
+        "" if split else f" (none reaches the {fsdp.MIN_SIZE_MBYTES:g} MiB threshold)",
+    )
+    return split, kept
 
 
 class DeviceConfigError(ValueError):
@@ -197,6 +239,8 @@ def _train(
     replicated = mesh_lib.replicated(mesh)
     if mesh.size > 1:
         logger.info("Mesh %s over %d device(s)", dict(mesh.shape), mesh.size)
+    if config.fsdp_devices > 1:
+        log_fsdp_split(abstract_state.params, shardings.params)
 
     record = checkpoints.best_record(manager) if resuming else None
     best = (int(record["step"]), float(record["value"])) if record else None

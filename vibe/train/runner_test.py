@@ -80,3 +80,34 @@ def test_user_paths_resolve_against_the_directory_the_user_ran_from(monkeypatch,
     monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path))
     assert runner.user_path("checkpoints/x") == str(tmp_path / "checkpoints" / "x")
     assert runner.user_path("/abs/x") == "/abs/x"
+
+
+def test_fsdp_split_is_logged_even_when_nothing_is_split(caplog):
+    from jax.sharding import AbstractMesh, AxisType
+
+    from vibe.sharding import fsdp
+
+    mesh = AbstractMesh((1, 2), ("batch", "fsdp"), axis_types=(AxisType.Auto,) * 2)
+    params = {"w": jax.ShapeDtypeStruct((2048, 1024), jnp.float32), "b": jax.ShapeDtypeStruct((1024,), jnp.float32)}
+    with caplog.at_level("INFO"):
+        assert runner.log_fsdp_split(params, fsdp.fsdp_sharding(params, mesh)) == (1, 1)
+    assert "1 parameter array(s) (8.00 MiB) split along 'fsdp', 1 (0.00 MiB) replicated" in caplog.text
+    small = {"b": params["b"]}
+    with caplog.at_level("INFO"):
+        assert runner.log_fsdp_split(small, fsdp.fsdp_sharding(small, mesh)) == (0, 1)
+    assert "none reaches the 4 MiB threshold" in caplog.text
+
+
+def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_no_directory(algo, tmp_path, monkeypatch):
+    config = RunnerConfig(output_dir=str(tmp_path), eval_episodes=0, wandb_mode="disabled")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("compile failed")
+
+    monkeypatch.setattr(runner, "make_train_chunk", broken)
+    with pytest.raises(RuntimeError, match="compile failed"):
+        runner.train(algo, config, run_name="t", hparams={}, env_id="CartPole-v1")
+    assert not (tmp_path / "t" / "default").exists()
+    monkeypatch.undo()
+    result = runner.train(algo, config, run_name="t", hparams={}, env_id="CartPole-v1")  # not refused
+    assert int(result.state.step) == algo.num_updates
