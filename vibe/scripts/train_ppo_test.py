@@ -7,9 +7,10 @@ import pytest
 from vibe.logging.metrics import read_metrics
 from vibe.scripts import train_ppo
 
-# A short run: 4 updates of 4 envs × 16 steps, one checkpoint at the end.
-SHORT = ["--algo.total-timesteps", "256", "--algo.num-steps", "16", "--eval-episodes", "2", "--updates-per-chunk", "3"]
-SHORT += ["--checkpoint.save-interval", "4"]
+# A short run: 4 updates of 4 envs × 16 steps of a small network, a greedy evaluation every 2 updates, one
+# checkpoint at the end (and one of the best evaluation, if that came earlier).
+SHORT = ["--algo.total-timesteps", "256", "--algo.num-steps", "16", "--algo.encoder.hidden-sizes", "32", "32"]
+SHORT += ["--eval-episodes", "2", "--eval-every", "2", "--updates-per-chunk", "3", "--checkpoint.save-interval", "4"]
 QUIET = ["--wandb-mode", "disabled"]
 
 
@@ -18,17 +19,22 @@ def test_run_lands_under_the_users_directory_with_metrics_and_eval(tmp_path, mon
     result = train_ppo.main([*SHORT, "--exp-name", "short", "--algo.lr", "1e-3"])  # wandb offline, the default
     run_dir = tmp_path / "checkpoints" / "cartpole_ppo" / "short"
     assert result.run_dir == str(run_dir)
-    assert json.loads((run_dir / "config.json").read_text())["algo"]["lr"] == 1e-3
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["algo"]["lr"] == 1e-3 and config["algo"]["encoder"]["hidden_sizes"] == [32, 32]
     rows = read_metrics(str(run_dir / "metrics.jsonl"))
-    # Chunks of 3 and 1 updates, then the evaluation row, at env steps 192, 256, 256.
-    assert [row["step"] for row in rows] == [192, 256, 256]
-    assert [row.get("update") for row in rows[:2]] == [3, 4]
+    # Chunks end on evaluations: 2 updates (not 3), its evaluation row, 2 more, the final evaluation.
+    assert [row["step"] for row in rows] == [128, 128, 256, 256]
+    assert [row.get("update") for row in rows] == [2, None, 4, None]
     assert {"loss/total", "loss/policy", "loss/value", "loss/entropy", "sps"} <= rows[0].keys()
-    assert rows[-1]["eval/episodes"] == 2
+    assert all(row["eval/episodes"] == 2 for row in rows[1::2])
     assert rows[-1]["eval/return_mean"] == pytest.approx(sum(result.eval_returns) / 2)
     assert (run_dir / "wandb_id.txt").exists() and list((run_dir / "wandb").glob("offline-run-*"))
     assert (run_dir / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(int(d.name) for d in run_dir.iterdir() if d.name.isdigit()) == [4]  # the final checkpoint
+    # The final checkpoint, and the best-evaluated one (the first of the highest returns) kept beside it.
+    returns = [row["eval/return_mean"] for row in rows[1::2]]
+    best = 2 * (returns.index(max(returns)) + 1)
+    assert json.loads((run_dir / "best.json").read_text())["step"] == best
+    assert sorted(int(d.name) for d in run_dir.iterdir() if d.name.isdigit()) == sorted({best, 4})
 
 
 def test_existing_run_directory_is_kept_without_overwrite(tmp_path, monkeypatch):
