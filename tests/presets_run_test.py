@@ -1,5 +1,6 @@
 """Every registered preset trains a few updates end to end (shrunk by flags, as a user would)."""
 
+import jax
 import pytest
 
 from vibe.config import presets
@@ -31,7 +32,20 @@ def test_preset_trains_a_few_updates(name, tmp_path, monkeypatch):
     )
     rows = read_metrics(f"{result.run_dir}/metrics.jsonl")
     assert result.run_dir == str(tmp_path / "checkpoints" / name / "default")
-    assert rows[-1]["eval/episodes"] == 2
-    losses = [key for key in rows[-2] if key.startswith("loss/")]
-    assert losses, f"{name}: no loss metrics logged: {sorted(rows[-2])}"
-    assert int(result.state.step) == rows[-2]["update"]
+    last_chunk = rows[-2]  # then the final evaluation, at the same step
+    assert rows[-1]["eval/episodes"] == 2 and rows[-1]["step"] == last_chunk["step"]
+    assert int(result.state.step) == last_chunk["update"]
+    # It learned: the last chunk's gradient steps logged nonzero losses (DQN and SAC log 0.0 before learning
+    # starts) and the optimizer stepped.
+    losses = {key: value for key, value in last_chunk.items() if key.startswith("loss/")}
+    assert losses, f"{name}: no loss metrics logged: {sorted(last_chunk)}"
+    assert all(value != 0 for value in losses.values()), f"{name}: {losses}"
+    assert optimizer_steps(result.state) > 0
+
+
+def optimizer_steps(state) -> int:
+    """Gradient steps the state has taken: the step count of its optimizer (Adam's, and its schedule's)."""
+    paths = jax.tree_util.tree_flatten_with_path(state.opt_state)[0]
+    counts = {int(leaf) for path, leaf in paths if jax.tree_util.keystr(path).endswith(".count")}
+    assert len(counts) == 1, counts
+    return counts.pop()
