@@ -1,7 +1,10 @@
 """What every training command shares: build the algorithm a TrainConfig names, run it."""
 
 import logging
+import os
 import sys
+
+import jax
 
 from vibe.algorithms.algorithm import Algorithm
 from vibe.algorithms.dqn.config import DQNConfig
@@ -24,9 +27,12 @@ def make_algorithm(config: TrainConfig) -> Algorithm:
     encoder that cannot read the env's observations) raises ValueError naming the field, before anything
     compiles."""
     try:
-        env, env_params = registry.make(config.env)
+        env, env_params = registry.make(config.env, config.wrappers)
     except ValueError as e:
-        raise ValueError(f"TrainConfig.env: {e}") from e
+        message = str(e)
+        if message.startswith("WrapperConfig."):  # a wrapper that cannot read the env's observations
+            raise ValueError(f"TrainConfig.wrappers.{message.removeprefix('WrapperConfig.')}") from e
+        raise ValueError(f"TrainConfig.env: {message}") from e
     match config.algo:
         case PPOConfig():
             return PPO.make(config.algo, env, env_params, env_id=config.env)
@@ -35,6 +41,22 @@ def make_algorithm(config: TrainConfig) -> Algorithm:
         case SACConfig():
             return SAC.make(config.algo, env, env_params, env_id=config.env)
     raise TypeError(f"no algorithm for {type(config.algo).__name__}")
+
+
+def enable_compilation_cache(directory: str) -> None:
+    """Turns on JAX's persistent compilation cache in ``directory`` (empty: off), as openpi does with
+    ``~/.cache/jax``. A test run under ``bazel test`` keeps its cache in its own ``TEST_TMPDIR``, so tests
+    neither read nor write the user's."""
+    if not directory:
+        return
+    if "TEST_TMPDIR" in os.environ:
+        directory = os.path.join(os.environ["TEST_TMPDIR"], "jax_cache")
+    directory = os.path.expanduser(directory)
+    os.makedirs(directory, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", directory)
+    # Every program the run compiles is worth keeping: the train chunk, init and evaluation all take seconds.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def train(config: TrainConfig) -> runner.TrainResult:
@@ -49,6 +71,7 @@ def train(config: TrainConfig) -> runner.TrainResult:
     except ValueError as e:
         print(f"error: RunnerConfig (multi-host): {e}", file=sys.stderr)
         raise SystemExit(2) from e
+    enable_compilation_cache(run.compilation_cache)
     try:
         algorithm = make_algorithm(config)
     except ValueError as e:

@@ -35,6 +35,9 @@ class RunnerConfig:
     coordinator_address: str = ""
     num_processes: int | None = None  # Processes in a multi-host run (or env VIBE_NUM_PROCESSES).
     process_id: int | None = None  # This process's index in [0, num_processes) (or env VIBE_PROCESS_ID).
+    # JAX's persistent compilation cache: a repeat run loads its compiled programs instead of compiling them.
+    # Empty: off. Under `bazel test` the default is the test's own temporary directory.
+    compilation_cache: str = "~/.cache/vibe/jax"
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)  # When checkpoints are saved.
 
     def __post_init__(self) -> None:
