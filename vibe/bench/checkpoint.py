@@ -42,6 +42,7 @@ from vibe.bench import report
 from vibe.checkpoint import manager as checkpoints
 from vibe.checkpoint.config import CheckpointConfig
 from vibe.config import presets
+from vibe.core.usage import bazel_prog
 from vibe.scripts import training
 from vibe.train.loop import make_train_chunk
 from vibe.train.runner import user_path
@@ -219,4 +220,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(tyro.cli(Args, prog=bazel_prog()))

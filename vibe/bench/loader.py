@@ -29,6 +29,7 @@ import numpy as np
 import tyro
 
 from vibe.bench import report
+from vibe.core.usage import bazel_prog
 from vibe.data import loader as loaders
 from vibe.data import testing
 from vibe.data.lerobot_reader import LeRobotReader
@@ -150,4 +151,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(tyro.cli(Args, prog=bazel_prog()))

@@ -21,6 +21,7 @@ import numpy as np
 import tyro
 
 from vibe.bench import report
+from vibe.core.usage import bazel_prog
 from vibe.data import normalize
 from vibe.train.runner import user_path
 
@@ -132,4 +133,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(tyro.cli(Args, prog=bazel_prog()))

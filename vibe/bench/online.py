@@ -30,6 +30,7 @@ import tyro
 from vibe.algorithms.algorithm import Algorithm
 from vibe.bench import report
 from vibe.config import presets
+from vibe.core.usage import bazel_prog
 from vibe.envs import wrappers
 from vibe.scripts import training
 from vibe.train.loop import make_train_chunk
@@ -182,4 +183,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(tyro.cli(Args, prog=bazel_prog()))

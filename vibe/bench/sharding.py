@@ -29,6 +29,7 @@ import tyro
 
 from vibe.bench import report
 from vibe.config import presets
+from vibe.core.usage import bazel_prog
 from vibe.scripts import training
 from vibe.sharding import fsdp
 from vibe.sharding import mesh as mesh_lib
@@ -136,4 +137,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(tyro.cli(Args, prog=bazel_prog()))

@@ -22,6 +22,7 @@ import sys
 import numpy as np
 import tyro
 
+from vibe.core.usage import bazel_prog
 from vibe.data import normalize
 from vibe.data.lerobot_reader import DatasetError, LeRobotReader, resolve_root
 
@@ -93,4 +94,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(tyro.cli(Args, prog=bazel_prog()))

@@ -23,6 +23,7 @@ from typing import Annotated
 
 import tyro
 
+from vibe.core.usage import bazel_prog
 from vibe.logging import console
 from vibe.logging.plot import Curve, plot_runs
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> str:
     """Parses `argv`, writes the PNG and returns its path."""
     console.setup_logging()
     try:
-        args = tyro.cli(PlotArgs, args=argv, description=__doc__)
+        args = tyro.cli(PlotArgs, args=argv, description=__doc__, prog=bazel_prog())
     except ValueError as e:  # tyro reports most validation errors itself; not all
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from e

@@ -19,6 +19,7 @@ from typing import Annotated
 
 import tyro
 
+from vibe.core.usage import bazel_prog
 from vibe.policies.policy import Policy
 from vibe.serving.server import PolicyServer, ServerConfig
 
@@ -71,4 +72,4 @@ def main(args: Args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(tyro.cli(Args)))
+    sys.exit(main(tyro.cli(Args, prog=bazel_prog())))
