@@ -63,6 +63,11 @@ def test_actor_critic_splits_the_counts_between_actor_and_critic():
     params = _init(models.ActorCritic(TANH, heads.Categorical(2)), jnp.zeros(4))["params"]
     assert _count(params["actor"]) + _count(params["policy_head"]) == 4610
     assert _count(params["critic"]) + _count(params["value_head"]) == 4545
+    # Pendulum: the actor's 4481 plus one learned log-std per action feature; the critic 4481.
+    params = _init(models.ActorCritic(TANH, heads.Gaussian(1)), jnp.zeros(3))["params"]
+    assert params["policy_head"]["_LogStd_0"]["log_std"].shape == (1,)
+    assert _count(params["actor"]) + _count(params["policy_head"]) == 4481 + 1
+    assert _count(params["critic"]) + _count(params["value_head"]) == 4481
 
 
 def test_actor_critic_heads_have_their_orthogonal_gains():
