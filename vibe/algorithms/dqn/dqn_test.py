@@ -25,6 +25,7 @@ SMALL = DQNConfig(
     batch_size=4,
     learning_starts=12,
     target_update_interval=3,
+    tau=1.0,  # a hard copy every 3 gradient steps
     end_e=0.05,
     exploration_fraction=0.5,
     encoder=EncoderConfig(hidden_sizes=(16,), activation="relu"),
