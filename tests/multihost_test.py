@@ -92,18 +92,22 @@ def train_worker(output_dir: str, exp_name: str, coordinator: str, num_processes
     from vibe.algorithms.ppo.config import PPOConfig
     from vibe.checkpoint.config import CheckpointConfig
     from vibe.config.train_config import TrainConfig
+    from vibe.networks.config import EncoderConfig
     from vibe.scripts import training
     from vibe.train.config import RunnerConfig
 
     config = TrainConfig(
         name="ppo",
         env="CartPole-v1",
-        algo=PPOConfig(num_envs=4, num_steps=16, total_timesteps=4 * 16 * 4, hidden_sizes=(32, 32)),
+        algo=PPOConfig(
+            num_envs=4, num_steps=16, total_timesteps=4 * 16 * 4, encoder=EncoderConfig(hidden_sizes=(32, 32))
+        ),
         runner=RunnerConfig(
             output_dir=output_dir,
             exp_name=exp_name,
             updates_per_chunk=2,
             eval_episodes=4,
+            eval_every=2,
             wandb_mode="disabled",
             coordinator_address=coordinator,
             num_processes=num_processes,
@@ -228,13 +232,21 @@ def test_two_processes_train_like_one_process_with_four_devices(tmp_path: Any) -
         for name, expected in single["params"].items():
             np.testing.assert_allclose(r["params"][name], expected, rtol=0, atol=1e-5, err_msg=name)
         assert r["eval"] == two[0]["eval"]
-    # One metrics file, written by process 0 alone: one row per chunk and one evaluation row.
-    with open(tmp_path / "ppo" / "multi" / "metrics.jsonl") as f:
+    # One metrics file, written by process 0 alone: one row per chunk, each followed by its evaluation.
+    run_dir = tmp_path / "ppo" / "multi"
+    with open(run_dir / "metrics.jsonl") as f:
         rows = [json.loads(line) for line in f]
-    assert [row["step"] for row in rows] == [128, 256, 256]
-    assert (tmp_path / "ppo" / "multi" / "config.json").exists()
-    # Both processes saved into the one directory: the final update's checkpoint is the one kept.
-    assert [d for d in os.listdir(tmp_path / "ppo" / "multi") if d.isdigit()] == ["4"]
+    assert [row["step"] for row in rows] == [128, 128, 256, 256]
+    assert [("update" in row, "eval/return_mean" in row) for row in rows] == [(True, False), (False, True)] * 2
+    assert rows[-1]["eval/return_mean"] == pytest.approx(np.mean(two[0]["eval"]))
+    assert (run_dir / "config.json").exists()
+    # Both processes saved into the one directory: the final update's checkpoint, and the best-evaluated one
+    # (the first of the highest returns), recorded once in best.json.
+    evals = [row["eval/return_mean"] for row in rows[1::2]]
+    best_update = 2 * (evals.index(max(evals)) + 1)
+    with open(run_dir / "best.json") as f:
+        assert json.load(f)["step"] == best_update
+    assert sorted(d for d in os.listdir(run_dir) if d.isdigit()) == sorted({"4", str(best_update)})
 
 
 if __name__ == "__main__":
