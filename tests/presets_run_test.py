@@ -27,6 +27,7 @@ SHRINK = {
 def test_preset_trains_a_few_updates(name, tmp_path, monkeypatch):
     monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path))
     algo = presets.get(name).algo_name
+    assert algo in SHRINK, f"{name}: add the flags that shrink a {algo} run to a few updates to SHRINK"
     result = train.main(
         [name, *SHRINK[algo], "--eval-episodes", "2", "--updates-per-chunk", "2", "--wandb-mode", "disabled"]
     )
