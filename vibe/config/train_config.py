@@ -13,6 +13,7 @@ from vibe.algorithms.dqn.config import DQNConfig
 from vibe.algorithms.ppo.config import PPOConfig
 from vibe.algorithms.sac.config import SACConfig
 from vibe.core.usage import bazel_prog
+from vibe.envs.config import WrapperConfig
 from vibe.train.config import RunnerConfig
 
 # The algorithm is chosen by the config's type; flags override its fields.
@@ -27,8 +28,10 @@ class TrainConfig:
 
     # Name of the configuration; runs go to <output-dir>/<name>/<exp-name>.
     name: str = "cartpole_ppo"
-    # gymnax environment id (CartPole-v1, Acrobot-v1, MountainCar-v0, Pendulum-v1, MountainCarContinuous-v0).
+    # Environment id: gymnax's (CartPole-v1, Pendulum-v1, Breakout-MinAtar, ...) or vibe's (PixelCartPole-v1, ...).
     env: str = "CartPole-v1"
+    # Observation wrappers on the plain env (resize, grayscale, frame stack), below training's auto-reset.
+    wrappers: WrapperConfig = dataclasses.field(default_factory=WrapperConfig)
     # Algorithm hyper-parameters; their type picks the algorithm.
     algo: AlgoConfig = dataclasses.field(default_factory=PPOConfig)
     # How the run is driven: directories, seeds, chunking, evaluation. Flags have no prefix.

@@ -13,7 +13,8 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
-from vibe.envs import gymnax_env, pixel_cartpole, pixel_pendulum
+from vibe.envs import gymnax_env, image_wrappers, pixel_cartpole, pixel_pendulum
+from vibe.envs.config import WrapperConfig
 from vibe.envs.env import Env
 
 # vibe's envs: id -> factory returning (env, default params).
@@ -36,12 +37,43 @@ def env_ids() -> list[str]:
     return [*VIBE_ENVS, *_gymnax_ids()]
 
 
-def make(env_id: str) -> tuple[Env, Any]:
-    """``(env, default params)`` for ``env_id``; the env does not auto-reset (wrap it with ``wrappers.for_training``).
+def make(env_id: str, wrappers: WrapperConfig | None = None) -> tuple[Env, Any]:
+    """``(env, default params)`` for ``env_id`` with ``wrappers`` applied; the env does not auto-reset
+    (wrap it with ``wrappers.for_training``, above the observation wrappers).
 
     Raises:
-        ValueError: for an unknown or excluded id, naming the closest known ids.
+        ValueError: for an unknown or excluded id, naming the closest known ids, or wrappers the env's
+            observations do not fit (naming the ``WrapperConfig`` field).
     """
+    env, params = _make_plain(env_id)
+    return apply_wrappers(env, params, wrappers or WrapperConfig()), params
+
+
+def apply_wrappers(env: Env, params: Any, config: WrapperConfig) -> Env:
+    """``env`` (plain: no auto-reset) under ``config``'s wrappers, innermost first: resize → grayscale →
+    frame stack.
+
+    Raises:
+        ValueError: naming the ``WrapperConfig`` field whose wrapper cannot read the observations.
+    """
+    steps: list[tuple[str, Callable[[Env], Env]]] = []
+    if config.resize is not None:
+        height, width = config.resize
+        steps.append(("resize", lambda e: image_wrappers.ResizeWithPad(e, height, width)))
+    if config.grayscale:
+        steps.append(("grayscale", image_wrappers.Grayscale))
+    if config.frame_stack > 1:
+        steps.append(("frame_stack", lambda e: image_wrappers.FrameStack(e, config.frame_stack)))
+    for field, wrap in steps:
+        env = wrap(env)
+        try:
+            env.observation_space(params)
+        except ValueError as e:
+            raise ValueError(f"WrapperConfig.{field}: {e}") from e
+    return env
+
+
+def _make_plain(env_id: str) -> tuple[Env, Any]:
     if env_id in VIBE_ENVS:
         return VIBE_ENVS[env_id]()
     if env_id in EXCLUDED:

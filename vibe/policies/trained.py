@@ -29,6 +29,7 @@ from vibe.algorithms.sac.sac import SAC
 from vibe.checkpoint import manager as checkpoints
 from vibe.core import serialize
 from vibe.envs import normalize, registry, spaces
+from vibe.envs.config import WrapperConfig
 from vibe.policies.policy import array_spec
 
 # What the assets' "algorithm" names: its config type and its static record. Explicit, not import-by-string.
@@ -48,7 +49,11 @@ def algorithm_from_assets(assets: dict[str, Any], *, where: str) -> Algorithm:
         raise ValueError(f"{where}: algorithm {name!r} has no policy builder; known: {sorted(ALGORITHMS)}")
     config_type, record = ALGORITHMS[name]
     config = serialize.from_json(config_type, assets["config"]["algo"], where=f"{where}: config.algo")
-    env, env_params = registry.make(assets["env"])
+    # The run's observation wrappers (resize, grayscale, frame stack), when its config stored them.
+    wrappers = serialize.from_json(
+        WrapperConfig, assets["config"].get("wrappers", {}), where=f"{where}: config.wrappers"
+    )
+    env, env_params = registry.make(assets["env"], wrappers)
     return record.make(config, env, env_params, env_id=assets["env"])
 
 

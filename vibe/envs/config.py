@@ -1,0 +1,39 @@
+"""``WrapperConfig``: the observation wrappers a run puts on its env (plain Python, no JAX).
+
+The config layer composes it into ``TrainConfig.wrappers`` (flags ``--wrappers.frame-stack 4``);
+``vibe.envs.registry.make(env_id, wrappers)`` applies it to the plain env in a fixed order,
+innermost first: resize → grayscale → frame stack, all below the auto-reset that training adds
+(so a stack never holds frames of two episodes). The defaults change nothing.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class WrapperConfig:
+    """Observation wrappers of an image env, applied in field order (see the module docstring)."""
+
+    # (height, width) to resize images to with aspect-preserving padding; None keeps the env's size
+    resize: tuple[int, int] | None = None
+    grayscale: bool = False  # RGB to one luma channel (ITU-R BT.601 weights); needs 3-channel images
+    frame_stack: int = 1  # observations are the last N frames concatenated on the channel axis (1: off)
+
+    def __post_init__(self) -> None:
+        if self.resize is not None:
+            resize = tuple(self.resize)
+            if len(resize) != 2 or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in resize):
+                raise ValueError(
+                    f"WrapperConfig.resize must be two positive ints (height, width) or None, got {self.resize!r}."
+                )
+            object.__setattr__(self, "resize", resize)
+        if not isinstance(self.grayscale, bool):
+            raise ValueError(f"WrapperConfig.grayscale must be True or False, got {self.grayscale!r}.")
+        if not isinstance(self.frame_stack, int) or isinstance(self.frame_stack, bool) or self.frame_stack < 1:
+            raise ValueError(
+                f"WrapperConfig.frame_stack must be a positive int (1: no stacking), got {self.frame_stack!r}."
+            )
+
+    @property
+    def is_identity(self) -> bool:
+        """True when no wrapper is applied."""
+        return self.resize is None and not self.grayscale and self.frame_stack == 1
