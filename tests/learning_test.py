@@ -5,7 +5,8 @@ wall-clock assertions. Every gate builds the algorithm the way the CLI does
 (`vibe.scripts.training.make_algorithm`) and trains it through the runner's jitted chunk
 (`vibe.train.loop.make_train_chunk`, all updates in one call, compiled once); one more goes through
 `training.train`, the path `train cartpole_ppo` runs, checkpoints and evaluation included. The whole
-file takes about 3 minutes on 2 busy CPU cores (20-36 s a gate). Select it with `-m learning`.
+file costs under 2 minutes of CPU time: about 3 minutes on 2 cores shared with other work. Select it with
+`-m learning`.
 """
 
 import dataclasses
