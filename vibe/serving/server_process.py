@@ -1,6 +1,7 @@
-"""Test and benchmark helper: a fake-policy server in its own process on a free loopback port.
+"""Test and benchmark helper: a policy server in its own process on a free loopback port.
 
-The process is ``sys.executable -m vibe.serving.fake_policy --port 0`` run from the
+The process is ``sys.executable -m vibe.serving.fake_policy --port 0`` (or another
+server module: ``module="vibe.serving.serve"`` serves a checkpoint) run from the
 workspace root (under ``bazel test`` the runfiles tree, whose interpreter has every
 locked distribution), so no ``data`` dependency on a binary is needed; the port the
 server picked is read from its log.
@@ -24,10 +25,16 @@ _READY = re.compile(r"serving on ws://[^:]+:(\d+)")
 
 
 class ServerProcess:
-    def __init__(self, *args: str, env: dict[str, str] | None = None, timeout_s: float = 30.0) -> None:
-        fd, self._log_path = tempfile.mkstemp(prefix="fake_server_", suffix=".log")
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout_s: float = 30.0,  # until the log says "serving on" (a checkpoint's server compiles first)
+        module: str = "vibe.serving.fake_policy",
+    ) -> None:
+        fd, self._log_path = tempfile.mkstemp(prefix="policy_server_", suffix=".log")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vibe.serving.fake_policy", "--port", "0", *args],
+            [sys.executable, "-m", module, "--port", "0", *args],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
             stdout=fd,
@@ -38,7 +45,7 @@ class ServerProcess:
         while (match := _READY.search(self.log())) is None:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.kill()
-                raise RuntimeError(f"fake server did not start:\n{self.log()}")
+                raise RuntimeError(f"{module} did not start:\n{self.log()}")
             time.sleep(0.02)
         self.port = int(match.group(1))
 
