@@ -108,7 +108,7 @@ class EncoderConfig:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         if self.kind not in ("mlp", "cnn", "vit"):
             raise ValueError(f"EncoderConfig.kind={self.kind!r} is unknown; use mlp, cnn or vit.")
-        _positive_ints("EncoderConfig", "hidden_sizes", self.hidden_sizes, allow_empty=self.kind != "mlp")
+        _positive_ints("EncoderConfig", "hidden_sizes", self.hidden_sizes, allow_empty=True)
         if self.kind == "mlp" and not self.hidden_sizes:
             raise ValueError("EncoderConfig.hidden_sizes must not be empty for an mlp encoder, e.g. (64, 64).")
         if self.activation not in ACTIVATIONS:
