@@ -2,7 +2,7 @@
 
 Seed for seed means the whole run state (params, optimizer state, env states,
 replay buffer, RNG key, counters), every logged training metric and the greedy
-evaluation returns. The runs are tiny: what is slow here is XLA compiling, so
+evaluation returns (during training and at the end). The runs are tiny: what is slow here is XLA compiling, so
 the single-seed runs of one preset share a persistent compilation cache (their
 programs are identical; the seed is an argument), see `compilation_cache_dir`.
 """
@@ -65,9 +65,10 @@ def assert_rows_match_seed(together: list[dict], alone: list[dict], seed: int) -
 
 @pytest.fixture
 def no_checkpoints(monkeypatch):
-    """Checkpoints are not what this module tests (resume_test.py is), and a run's first save starts a
-    writer process that costs seconds; the runs here save nothing."""
+    """Checkpoints are not what this module tests (resume_test.py is), and every save costs the writer process
+    CPU next to the runs; the runs here save nothing, so they mark no best step either."""
     monkeypatch.setattr(checkpoints, "save", lambda manager, step, state, assets: None)
+    monkeypatch.setattr(checkpoints.CheckpointManager, "mark_best", lambda self, step, metric_name, value: None)
 
 
 @pytest.mark.parametrize("name", sorted(SHRINK))
@@ -77,6 +78,8 @@ def test_vmapped_seeds_equal_single_seed_runs(name, tmp_path, no_checkpoints):
     assert together.eval_returns.shape == (NUM_SEEDS, 2)
     rows_together = read_metrics(f"{together.run_dir}/metrics.jsonl")
     assert rows_together[-1]["eval/return_mean/seeds"] == pytest.approx(together.eval_returns.mean(axis=1))
+    # Evaluations during training too (about ten per run), each compared seed for seed below.
+    assert sum("eval/return_mean/seeds" in row for row in rows_together) > 1
     seeds_differ = False
     for i in range(NUM_SEEDS):
         alone = training.train(presets.cli([*common, "--seed", str(SEED + i), "--exp-name", f"alone{i}"]))
