@@ -8,6 +8,7 @@ PY_PACKAGES = [
     "//tools/python",
     "//vibe",
     "//vibe/algorithms",
+    "//vibe/algorithms/bc",
     "//vibe/algorithms/dqn",
     "//vibe/algorithms/ppo",
     "//vibe/algorithms/sac",

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import tyro
 
+from vibe.algorithms.bc.config import BCConfig
 from vibe.algorithms.dqn.config import DQNConfig
 from vibe.algorithms.ppo.config import PPOConfig
 from vibe.algorithms.sac.config import SACConfig
@@ -17,9 +18,9 @@ from vibe.envs.config import WrapperConfig
 from vibe.train.config import RunnerConfig
 
 # The algorithm is chosen by the config's type; flags override its fields.
-AlgoConfig = PPOConfig | DQNConfig | SACConfig
+AlgoConfig = PPOConfig | DQNConfig | SACConfig | BCConfig
 
-ALGO_NAMES: dict[type, str] = {PPOConfig: "ppo", DQNConfig: "dqn", SACConfig: "sac"}
+ALGO_NAMES: dict[type, str] = {PPOConfig: "ppo", DQNConfig: "dqn", SACConfig: "sac", BCConfig: "bc"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vibe.algorithms.algorithm import Algorithm
+from vibe.algorithms.bc.bc import BC
+from vibe.algorithms.bc.config import BCConfig
 from vibe.algorithms.dqn.config import DQNConfig
 from vibe.algorithms.dqn.dqn import DQN
 from vibe.algorithms.ppo.config import PPOConfig
@@ -33,7 +35,12 @@ from vibe.envs.config import WrapperConfig
 from vibe.policies.policy import array_spec
 
 # What the assets' "algorithm" names: its config type and its static record. Explicit, not import-by-string.
-ALGORITHMS: dict[str, tuple[type, Any]] = {"ppo": (PPOConfig, PPO), "dqn": (DQNConfig, DQN), "sac": (SACConfig, SAC)}
+ALGORITHMS: dict[str, tuple[type, Any]] = {
+    "ppo": (PPOConfig, PPO),
+    "dqn": (DQNConfig, DQN),
+    "sac": (SACConfig, SAC),
+    "bc": (BCConfig, BC),  # rebuilt without its dataset: the normalisation it trained with is in its params
+}
 REQUIRED_ASSETS = ("algorithm", "config", "env", "observation_space", "action_space", "obs_stats")
 
 

@@ -3,10 +3,14 @@
 import logging
 import os
 import sys
+from typing import Any
 
 import jax
 
 from vibe.algorithms.algorithm import Algorithm
+from vibe.algorithms.bc import data as offline_data
+from vibe.algorithms.bc.bc import BC
+from vibe.algorithms.bc.config import BCConfig
 from vibe.algorithms.dqn.config import DQNConfig
 from vibe.algorithms.dqn.dqn import DQN
 from vibe.algorithms.ppo.config import PPOConfig
@@ -33,6 +37,8 @@ def make_algorithm(config: TrainConfig) -> Algorithm:
         if message.startswith("WrapperConfig."):  # a wrapper that cannot read the env's observations
             raise ValueError(f"TrainConfig.wrappers.{message.removeprefix('WrapperConfig.')}") from e
         raise ValueError(f"TrainConfig.env: {message}") from e
+    if isinstance(config.algo, BCConfig):
+        return make_offline(config, env, env_params)
     match config.algo:
         case PPOConfig():
             return PPO.make(config.algo, env, env_params, env_id=config.env)
@@ -57,6 +63,22 @@ def enable_compilation_cache(directory: str) -> None:
     # Every program the run compiles is worth keeping: the train chunk, init and evaluation all take seconds.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def make_offline(config: TrainConfig, env: Any, env_params: Any) -> Algorithm:
+    """An offline algorithm on its dataset (read into host arrays here, checked against ``config.env``).
+
+    The dataset must have been recorded in ``config.env`` (``meta/vibe.json``), where evaluation runs."""
+    algo = config.algo
+    assert isinstance(algo, BCConfig)
+    data, stats = offline_data.load(algo.data, env, env_params, env_id=config.env, owner=f"preset {config.name}")
+    recorded = offline_data.dataset_env(algo.data, config.env)
+    if recorded != config.env:
+        raise offline_data.DatasetError(
+            f"{offline_data.dataset_root(algo.data)} was recorded in {recorded} (meta/vibe.json 'env') but "
+            f"TrainConfig.env is {config.env}; pass --env {recorded} or a dataset recorded in {config.env}"
+        )
+    return BC.make(algo, env, env_params, env_id=config.env, data=data, norm_stats=stats)
 
 
 def train(config: TrainConfig) -> runner.TrainResult:

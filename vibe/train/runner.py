@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -227,7 +227,16 @@ def _train(
     # One seed runs as is; several run as one vmapped program (a leading seed axis on every leaf).
     vmapped = config.num_seeds > 1
     init = jax.vmap(algorithm.init) if vmapped else algorithm.init
-    train_step = jax.vmap(algorithm.train_step) if vmapped else algorithm.train_step
+    train_step: Any = jax.vmap(algorithm.train_step) if vmapped else algorithm.train_step
+    # An offline algorithm's dataset (its ``data`` field, host arrays) goes onto the devices once and into
+    # each chunk as an argument (see loop.py: a closed-over array would be embedded in the program).
+    data = getattr(algorithm, "data", None)
+    if data is not None:
+
+        def data_step(state: State, data: Any) -> tuple[State, Any]:
+            return dataclasses.replace(cast(Any, algorithm), data=data).train_step(state)
+
+        train_step = jax.vmap(data_step, in_axes=(0, None)) if vmapped else data_step
     init_key, eval_key = (init_keys, eval_keys) if vmapped else (init_keys[0], eval_keys[0])
 
     # Placed by the roles the algorithm declares: env states and observations split over all devices (the
@@ -295,8 +304,9 @@ def _train(
     chunk_size = max(1, min(config.updates_per_chunk, total_updates))
 
     start = time.perf_counter()
-    chunk = make_train_chunk(train_step, shardings, replicated)
-    compiled = chunk.lower(state, np.int32(chunk_size)).compile()
+    data_args = () if data is None else (jax.device_put(data, replicated),)
+    chunk = make_train_chunk(train_step, shardings, replicated, data_shardings=replicated if data_args else None)
+    compiled = chunk.lower(state, np.int32(chunk_size), *data_args).compile()
     compile_seconds = time.perf_counter() - start
     logger.info("Compiled the train chunk (%d updates, %d seed(s)) in %.1f s", chunk_size, len(seeds), compile_seconds)
     evaluate = make_evaluate(algorithm, config.eval_episodes, vmapped) if config.eval_episodes else None
@@ -313,7 +323,7 @@ def _train(
                 stop = min(next_multiple(update, save_interval), next_multiple(update, eval_interval), end_update)
                 k = min(chunk_size, stop - update)
                 t0 = time.perf_counter()
-                state, totals = compiled(state, np.int32(k))
+                state, totals = compiled(state, np.int32(k), *data_args)
                 totals = jax.device_get(totals)  # the one host sync per chunk
                 elapsed = time.perf_counter() - t0
                 train_seconds += elapsed
