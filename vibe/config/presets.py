@@ -19,7 +19,8 @@ from vibe.algorithms.ppo.config import PPOConfig
 from vibe.algorithms.sac.config import SACConfig
 from vibe.config.train_config import TYRO_CONFIG, TrainConfig
 from vibe.core.usage import bazel_prog
-from vibe.networks.config import EncoderConfig
+from vibe.envs.config import WrapperConfig
+from vibe.networks.config import MINATAR_CNN, CNNConfig, EncoderConfig, ViTConfig
 from vibe.train.config import RunnerConfig
 
 _PRESETS: list[tuple[str, TrainConfig]] = [
@@ -71,6 +72,109 @@ _PRESETS: list[tuple[str, TrainConfig]] = [
             name="pendulum_bc",
             env="Pendulum-v1",
             algo=BCConfig(num_updates=5_000, data=DataConfig(normalize=True)),
+            runner=RunnerConfig(eval_every=1_000),
+        ),
+    ),
+    (
+        "PPO with PureJaxRL's MinAtar CNN (16 3x3 filters, relu 64) on Breakout-MinAtar, 1M steps: greedy return "
+        "15-20 at 295k steps (seeds 0, 1).",
+        TrainConfig(
+            name="breakout_minatar_ppo",
+            env="Breakout-MinAtar",
+            algo=PPOConfig(
+                num_envs=64,
+                num_steps=128,
+                total_timesteps=1_000_000,
+                update_epochs=4,
+                num_minibatches=8,
+                lr=5e-3,
+                encoder=EncoderConfig(kind="cnn", hidden_sizes=(64,), activation="relu", cnn=MINATAR_CNN),
+            ),
+        ),
+    ),
+    (
+        "Double DQN with the MinAtar CNN on Breakout-MinAtar, 200k steps; the 100k-transition replay buffer "
+        "keeps the bool images as bool (81 MB; 321 MB as float32).",
+        TrainConfig(
+            name="breakout_minatar_dqn",
+            env="Breakout-MinAtar",
+            algo=DQNConfig(
+                num_envs=8,
+                total_timesteps=200_000,
+                buffer_size=100_000,
+                batch_size=64,
+                lr=1e-3,
+                learning_starts=5_000,
+                exploration_fraction=0.1,
+                end_e=0.01,
+                encoder=EncoderConfig(kind="cnn", hidden_sizes=(128,), activation="relu", cnn=MINATAR_CNN),
+            ),
+        ),
+    ),
+    (
+        "PPO with a small CNN on PixelCartPole-v1 (resized to 32x32, grayscale, 2 frames stacked), 492k steps.",
+        TrainConfig(
+            name="pixel_cartpole_ppo",
+            env="PixelCartPole-v1",
+            wrappers=WrapperConfig(resize=(32, 32), grayscale=True, frame_stack=2),
+            algo=PPOConfig(
+                num_envs=16,
+                num_steps=128,
+                total_timesteps=491_520,
+                update_epochs=4,
+                num_minibatches=4,
+                lr=1e-3,
+                encoder=EncoderConfig(
+                    kind="cnn",
+                    hidden_sizes=(64,),
+                    activation="relu",
+                    cnn=CNNConfig(channels=(16, 32), kernel_sizes=(4, 3), strides=(2, 2)),
+                ),
+            ),
+        ),
+    ),
+    (
+        "PPO with a small ViT (5x5 patches: 4 tokens of 10x10 images) on Breakout-MinAtar, 524k steps.",
+        TrainConfig(
+            name="breakout_minatar_ppo_vit",
+            env="Breakout-MinAtar",
+            algo=PPOConfig(
+                num_envs=64,
+                num_steps=128,
+                total_timesteps=524_288,
+                update_epochs=4,
+                num_minibatches=8,
+                lr=1e-3,
+                encoder=EncoderConfig(
+                    kind="vit",
+                    hidden_sizes=(64,),
+                    activation="relu",
+                    vit=ViTConfig(patch_size=5, width=64, depth=1, num_heads=4, mlp_dim=128),
+                ),
+            ),
+        ),
+    ),
+    (
+        "Behaviour cloning on CartPole-v1 from --data.dataset PATH (e.g. 50 expert episodes from record_dataset): "
+        "2k updates of 256 samples, greedy return >= 475 from a PPO expert.",
+        TrainConfig(name="cartpole_bc", env="CartPole-v1", algo=BCConfig(), runner=RunnerConfig(eval_every=500)),
+    ),
+    (
+        "Behaviour cloning (MSE, normalised) on Pendulum-v1 from --data.dataset PATH: 5k updates of 256 samples.",
+        TrainConfig(
+            name="pendulum_bc",
+            env="Pendulum-v1",
+            algo=BCConfig(num_updates=5_000, data=DataConfig(normalize=True)),
+            runner=RunnerConfig(eval_every=1_000),
+        ),
+    ),
+    (
+        "Implicit Q-learning on Pendulum-v1 from --data.dataset PATH (the paper's hyper-parameters, normalised "
+        "states): 5k updates of 256 samples; beats pendulum_bc on mixed expert + random data.",
+        TrainConfig(
+            name="pendulum_iql",
+            env="Pendulum-v1",
+            algo=IQLConfig(num_updates=5_000, data=DataConfig(normalize=True)),
             runner=RunnerConfig(eval_every=1_000),
         ),
     ),
