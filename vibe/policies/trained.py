@@ -82,7 +82,7 @@ class TrainedPolicy:
     obs_stats: normalize.RunningMeanStd | None
     greedy: bool
     key: jax.Array  # advanced on every sampling call
-    info: dict[str, Any]  # run_dir, step, env
+    info: dict[str, Any]  # run_dir, step, env, wrappers (the run's WrapperConfig as JSON: evaluators rebuild the env)
 
     def __post_init__(self) -> None:
         algorithm = self.algorithm
@@ -147,6 +147,6 @@ def create_trained_policy(
     number, params, assets = checkpoints.restore_params(run_dir, step, abstract)
     if num_seeds > 1:
         params = jax.tree.map(lambda x: x[seed_index], params)
-    info = {"run_dir": run_dir, "step": number, "env": assets["env"]}
+    info = {"run_dir": run_dir, "step": number, "env": assets["env"], "wrappers": assets["config"].get("wrappers", {})}
     obs_stats = _stats(assets["obs_stats"], seed_index, num_seeds)
     return TrainedPolicy(algorithm, params, obs_stats, greedy, jax.random.PRNGKey(seed), info)

@@ -9,7 +9,8 @@ prints one line such as::
     in all (min 500.0, max 500.0; infer p50 0.45 ms); returns [500.0, 500.0, ...]
 
 and, with ``--out FILE``, the same as JSON (``returns``, ``lengths``, ``mean_return``, ...). The env is the
-one the server's metadata names (``env``, which ``create_trained_policy`` sets); ``--env`` overrides it.
+one the server's metadata names (``env``, which ``create_trained_policy`` sets), under the observation
+wrappers it names (``wrappers``: resize, grayscale, frame stack, as the run trained); ``--env`` overrides the id.
 The env steps on this host through jitted ``reset``/``step`` and sends one observation per ``infer`` call
 (``WebsocketClientPolicy``, openpi-client's protocol), episodes one after another; a fixed ``--seed`` gives
 the same episodes every time, so two servers of one checkpoint give the same returns.
@@ -26,7 +27,10 @@ import jax
 import numpy as np
 import tyro
 
+from vibe.core import serialize
+from vibe.core.usage import bazel_prog
 from vibe.envs import registry
+from vibe.envs.config import WrapperConfig
 from vibe.envs.env import Env
 
 
@@ -89,9 +93,16 @@ def check_env(env: Env, env_params: Any, env_id: str, metadata: dict[str, Any]) 
 
 
 def run_episodes(
-    policy: InferPolicy, env_id: str, *, episodes: int, seed: int, obs_key: str, max_steps: int = 100_000
+    policy: InferPolicy,
+    env_id: str,
+    *,
+    episodes: int,
+    seed: int,
+    obs_key: str,
+    max_steps: int = 100_000,
+    wrappers: WrapperConfig | None = None,
 ) -> Episodes:
-    """``episodes`` episodes of ``env_id``, one after another, one ``policy.infer`` per step.
+    """``episodes`` episodes of ``env_id`` (under ``wrappers``), one after another, one ``policy.infer`` per step.
 
     Episode ``i`` starts from ``jax.random.split(PRNGKey(seed), episodes)[i]``; each env step splits its
     key from the episode's, so the episodes depend on ``seed`` and the policy's actions alone. An episode
@@ -99,7 +110,7 @@ def run_episodes(
     """
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}")
-    env, env_params = registry.make(env_id)
+    env, env_params = registry.make(env_id, wrappers)
 
     @jax.jit
     def reset(key: jax.Array) -> tuple[Any, jax.Array, jax.Array]:
@@ -171,14 +182,23 @@ def main(args: Args) -> Episodes:
         try:
             if not env_id:
                 raise ValueError(f"the policy at {where} names no env in its metadata; pass --env")
-            env, env_params = registry.make(env_id)
+            wrappers = serialize.from_json(
+                WrapperConfig, metadata.get("wrappers") or {}, where="policy metadata: wrappers"
+            )
+            env, env_params = registry.make(env_id, wrappers)
             check_env(env, env_params, env_id, metadata)
             key = observation_key(metadata)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(2) from e
         result = run_episodes(
-            client, env_id, episodes=args.episodes, seed=args.seed, obs_key=key, max_steps=args.max_steps
+            client,
+            env_id,
+            episodes=args.episodes,
+            seed=args.seed,
+            obs_key=key,
+            max_steps=args.max_steps,
+            wrappers=wrappers,
         )
     print(summary(env_id, where, metadata, result), flush=True)
     if args.out:
@@ -203,4 +223,4 @@ def main(args: Args) -> Episodes:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(tyro.cli(Args, prog=bazel_prog()))
