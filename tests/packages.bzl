@@ -9,6 +9,7 @@ PY_PACKAGES = [
     "//vibe",
     "//vibe/algorithms",
     "//vibe/algorithms/bc",
+    "//vibe/algorithms/iql",
     "//vibe/algorithms/dqn",
     "//vibe/algorithms/ppo",
     "//vibe/algorithms/sac",

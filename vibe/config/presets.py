@@ -15,6 +15,7 @@ import tyro
 
 from vibe.algorithms.bc.config import BCConfig, DataConfig
 from vibe.algorithms.dqn.config import DQNConfig
+from vibe.algorithms.iql.config import IQLConfig
 from vibe.algorithms.ppo.config import PPOConfig
 from vibe.algorithms.sac.config import SACConfig
 from vibe.config.train_config import TYRO_CONFIG, TrainConfig
@@ -60,20 +61,6 @@ _PRESETS: list[tuple[str, TrainConfig]] = [
     (
         "SAC on Pendulum-v1 (torque ±2, automatic entropy): 20k steps, greedy return >= -200.",
         TrainConfig(name="pendulum_sac", env="Pendulum-v1", algo=SACConfig()),
-    ),
-    (
-        "Behaviour cloning on CartPole-v1 from --data.dataset PATH (e.g. 50 expert episodes from record_dataset): "
-        "2k updates of 256 samples, greedy return >= 475 from a PPO expert.",
-        TrainConfig(name="cartpole_bc", env="CartPole-v1", algo=BCConfig(), runner=RunnerConfig(eval_every=500)),
-    ),
-    (
-        "Behaviour cloning (MSE, normalised) on Pendulum-v1 from --data.dataset PATH: 5k updates of 256 samples.",
-        TrainConfig(
-            name="pendulum_bc",
-            env="Pendulum-v1",
-            algo=BCConfig(num_updates=5_000, data=DataConfig(normalize=True)),
-            runner=RunnerConfig(eval_every=1_000),
-        ),
     ),
     (
         "PPO with PureJaxRL's MinAtar CNN (16 3x3 filters, relu 64) on Breakout-MinAtar, 1M steps: greedy return "

@@ -11,6 +11,7 @@ import tyro
 
 from vibe.algorithms.bc.config import BCConfig
 from vibe.algorithms.dqn.config import DQNConfig
+from vibe.algorithms.iql.config import IQLConfig
 from vibe.algorithms.ppo.config import PPOConfig
 from vibe.algorithms.sac.config import SACConfig
 from vibe.core.usage import bazel_prog
@@ -18,9 +19,9 @@ from vibe.envs.config import WrapperConfig
 from vibe.train.config import RunnerConfig
 
 # The algorithm is chosen by the config's type; flags override its fields.
-AlgoConfig = PPOConfig | DQNConfig | SACConfig | BCConfig
+AlgoConfig = PPOConfig | DQNConfig | SACConfig | BCConfig | IQLConfig
 
-ALGO_NAMES: dict[type, str] = {PPOConfig: "ppo", DQNConfig: "dqn", SACConfig: "sac", BCConfig: "bc"}
+ALGO_NAMES: dict[type, str] = {PPOConfig: "ppo", DQNConfig: "dqn", SACConfig: "sac", BCConfig: "bc", IQLConfig: "iql"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,8 @@ from vibe.algorithms.bc.bc import BC
 from vibe.algorithms.bc.config import BCConfig
 from vibe.algorithms.dqn.config import DQNConfig
 from vibe.algorithms.dqn.dqn import DQN
+from vibe.algorithms.iql.config import IQLConfig
+from vibe.algorithms.iql.iql import IQL
 from vibe.algorithms.ppo.config import PPOConfig
 from vibe.algorithms.ppo.ppo import PPO
 from vibe.algorithms.sac.config import SACConfig
@@ -39,7 +41,9 @@ ALGORITHMS: dict[str, tuple[type, Any]] = {
     "ppo": (PPOConfig, PPO),
     "dqn": (DQNConfig, DQN),
     "sac": (SACConfig, SAC),
-    "bc": (BCConfig, BC),  # rebuilt without its dataset: the normalisation it trained with is in its params
+    # Offline algorithms are rebuilt without their dataset: the normalisation they trained with is in their params.
+    "bc": (BCConfig, BC),
+    "iql": (IQLConfig, IQL),
 }
 REQUIRED_ASSETS = ("algorithm", "config", "env", "observation_space", "action_space", "obs_stats")
 

@@ -4,6 +4,8 @@
         --episodes 50 --out datasets/cartpole_expert
     tools/bazelw run //vibe/scripts:record_dataset -- --policy random --env Pendulum-v1 --episodes 20 \\
         --out datasets/pendulum_random
+    tools/bazelw run //vibe/scripts:record_dataset -- --merge datasets/pendulum_sac datasets/pendulum_random \
+        --out datasets/pendulum_mixed          # episodes of both, in order (same env and spaces)
     tools/bazelw run //vibe/scripts:train -- cartpole_bc --data.dataset datasets/cartpole_expert
 
 A progress bar per episode, then ``wrote 50 episodes (25,000 frames, mean return 500.0) to datasets/...``.
@@ -16,7 +18,9 @@ written) unless ``--overwrite``.
 """
 
 import dataclasses
+import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from vibe.data.lerobot_reader import LeRobotReader
+from vibe.data.lerobot_reader import LeRobotReader, resolve_root
+from vibe.data.lerobot_writer import VIBE_METADATA, read_vibe_metadata
 from vibe.data.record import record_episodes
 from vibe.envs import registry, spaces
 from vibe.policies.trained import create_trained_policy
@@ -48,6 +53,8 @@ class Args:
     fps: int = DEFAULT_FPS  # LeRobot frame rate (timestamps are frame / fps)
     video: bool = False  # image observations as MP4 video instead of PNG frames
     task: str = ""  # LeRobot task text of every episode (default "<policy> policy in <env>")
+    # Instead of recording: concatenate these datasets (recorded in the same env) into --out, in order.
+    merge: tuple[str, ...] = ()
     overwrite: bool = False  # replace an existing --out
     progress: bool = True  # show a progress bar
 
@@ -105,6 +112,8 @@ def record(args: Args) -> Path:
     out = Path(user_path(args.out))
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"dataset dir {out} already exists; pass --overwrite to replace it, or another --out")
+    if args.merge:
+        return merge(args, out)
     env, env_params, act, env_id, metadata = policy_fn(args)
     return record_episodes(
         env,
@@ -122,6 +131,37 @@ def record(args: Args) -> Path:
     )
 
 
+def merge(args: Args, out: Path) -> Path:
+    """``args.merge``'s datasets as one (lerobot's ``aggregate_datasets``), with the first one's vibe metadata
+    plus ``merged_from``; refuses datasets of different envs or spaces. Staged beside ``out``, then moved."""
+    from lerobot.datasets.aggregate import aggregate_datasets
+
+    roots = [resolve_root(user_path(path)) for path in args.merge]
+    metadata = [read_vibe_metadata(root) or {} for root in roots]
+    for field in ("env", "observation_space", "action_space"):
+        for root, meta in zip(roots[1:], metadata[1:], strict=True):
+            if meta.get(field) != metadata[0].get(field):
+                raise ValueError(
+                    f"--merge: {root} has {field} {meta.get(field)!r} but {roots[0]} has {metadata[0].get(field)!r}; "
+                    "merge datasets of one env"
+                )
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        aggregate_datasets(
+            [f"local/{root.name}" for root in roots], f"local/{out.name}", roots=list(roots), aggr_root=staging
+        )
+        merged = {**metadata[0], "merged_from": [str(root) for root in roots]}
+        (staging / VIBE_METADATA).write_text(json.dumps(merged, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
 def summary(root: Path) -> str:
     reader = LeRobotReader(root, keys=["next.reward", "episode_index"])
     batch = reader.get_batch(np.arange(len(reader)))
@@ -134,7 +174,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = tyro.cli(Args, args=argv)
     try:
         root = record(args)
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
+    except (ValueError, FileExistsError, FileNotFoundError) as e:  # DatasetError is a ValueError
         print(f"record_dataset: error: {e}", file=sys.stderr)
         raise SystemExit(2) from e
     print(summary(root))

@@ -13,6 +13,8 @@ from vibe.algorithms.bc.bc import BC
 from vibe.algorithms.bc.config import BCConfig
 from vibe.algorithms.dqn.config import DQNConfig
 from vibe.algorithms.dqn.dqn import DQN
+from vibe.algorithms.iql.config import IQLConfig
+from vibe.algorithms.iql.iql import IQL
 from vibe.algorithms.ppo.config import PPOConfig
 from vibe.algorithms.ppo.ppo import PPO
 from vibe.algorithms.sac.config import SACConfig
@@ -37,7 +39,7 @@ def make_algorithm(config: TrainConfig) -> Algorithm:
         if message.startswith("WrapperConfig."):  # a wrapper that cannot read the env's observations
             raise ValueError(f"TrainConfig.wrappers.{message.removeprefix('WrapperConfig.')}") from e
         raise ValueError(f"TrainConfig.env: {message}") from e
-    if isinstance(config.algo, BCConfig):
+    if isinstance(config.algo, BCConfig | IQLConfig):
         return make_offline(config, env, env_params)
     match config.algo:
         case PPOConfig():
@@ -70,14 +72,19 @@ def make_offline(config: TrainConfig, env: Any, env_params: Any) -> Algorithm:
 
     The dataset must have been recorded in ``config.env`` (``meta/vibe.json``), where evaluation runs."""
     algo = config.algo
-    assert isinstance(algo, BCConfig)
-    data, stats = offline_data.load(algo.data, env, env_params, env_id=config.env, owner=f"preset {config.name}")
+    assert isinstance(algo, BCConfig | IQLConfig)
+    iql = isinstance(algo, IQLConfig)
+    data, stats = offline_data.load(
+        algo.data, env, env_params, env_id=config.env, owner=f"preset {config.name}", transitions=iql
+    )
     recorded = offline_data.dataset_env(algo.data, config.env)
     if recorded != config.env:
         raise offline_data.DatasetError(
             f"{offline_data.dataset_root(algo.data)} was recorded in {recorded} (meta/vibe.json 'env') but "
             f"TrainConfig.env is {config.env}; pass --env {recorded} or a dataset recorded in {config.env}"
         )
+    if isinstance(algo, IQLConfig):
+        return IQL.make(algo, env, env_params, env_id=config.env, data=data, norm_stats=stats)
     return BC.make(algo, env, env_params, env_id=config.env, data=data, norm_stats=stats)
 
 

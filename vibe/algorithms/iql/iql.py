@@ -1,0 +1,243 @@
+"""Implicit Q-learning (Kostrikov, Nair, Levine 2021): the static record ``IQL`` and pure functions.
+
+    data, stats = bc.data.load(config.data, env, env_params, env_id=..., owner="IQL", transitions=True)
+    iql = IQL.make(config, env, env_params, env_id="Pendulum-v1", data=data, norm_stats=stats)
+    state, metrics = iql.train_step(iql.init(key))
+
+One ``train_step`` is one batch and one gradient step of three losses (paper eqs. 5, 6, 7), with
+stop-gradients so one backward pass gives the three separate gradients, all from the parameters
+before the step (as SAC here):
+
+- value: the expectile loss ``L_2^tau(min_i Q_target_i(s, a) - V(s))``, ``|tau - 1(u < 0)| u^2``;
+- critics: ``(r + gamma (1 - terminated) V(s') - Q_i(s, a))^2`` for both critics;
+- actor: advantage-weighted regression ``-exp(beta (min_i Q_target_i(s, a) - V(s))) log pi(a|s)``,
+  weights clipped at ``max_weight``;
+
+then a Polyak step of the target critics. The actor is a Gaussian with a tanh-squashed mean scaled onto
+the action bounds and a state-independent log-std (the paper's); ``act`` returns its mean when greedy.
+Observations are z-scored with the dataset's NormStats under ``--data.normalize`` (in ``params``).
+"""
+
+import dataclasses
+from typing import Any, ClassVar, cast
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vibe.algorithms import algorithm, metrics
+from vibe.algorithms.bc.data import Normalizer, OfflineAlgorithm
+from vibe.algorithms.iql.config import IQLConfig
+from vibe.algorithms.metrics import Metrics
+from vibe.core import typing as at
+from vibe.data import normalize
+from vibe.envs import spaces
+from vibe.envs.env import Env
+from vibe.networks.encoder import Encoder
+from vibe.networks.heads import TORCH_DEFAULT_INIT
+from vibe.networks.models import TwinCritic
+
+
+class ValueNetwork(nn.Module):
+    """``obs -> V(obs)``."""
+
+    encoder: Any
+
+    @nn.compact
+    def __call__(self, obs: at.Array) -> at.Array:
+        features = Encoder(self.encoder, 1, TORCH_DEFAULT_INIT)(obs)
+        return jnp.squeeze(nn.Dense(1, kernel_init=TORCH_DEFAULT_INIT)(features), -1)
+
+
+class GaussianActor(nn.Module):
+    """``obs -> (mean, log_std)``: mean = the tanh of a dense layer scaled onto ``[low, high]``."""
+
+    encoder: Any
+    low: Any
+    high: Any
+    log_std_min: float
+    log_std_max: float
+
+    @nn.compact
+    def __call__(self, obs: at.Array) -> tuple[at.Array, at.Array]:
+        features = Encoder(self.encoder, 1, TORCH_DEFAULT_INIT)(obs)
+        dim = len(self.low)
+        low, high = jnp.asarray(self.low), jnp.asarray(self.high)
+        u = nn.Dense(dim, kernel_init=TORCH_DEFAULT_INIT)(features)
+        mean = (high + low) / 2 + (high - low) / 2 * jnp.tanh(u)
+        log_std = self.param("log_std", nn.initializers.zeros, (dim,))
+        log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
+        return mean, jnp.broadcast_to(log_std, mean.shape)
+
+
+@flax.struct.dataclass
+class IQLParams:
+    """What Adam trains (actor, critic, value) and the dataset's fixed normalisation."""
+
+    actor: Any
+    critic: Any
+    value: Any
+    normalizer: Normalizer
+
+
+@flax.struct.dataclass
+class IQLState:
+    """Everything a run needs to continue bit-for-bit.
+
+    Attributes:
+        params: ``IQLParams``.
+        target_critic: Polyak-averaged copy of ``params.critic``.
+        opt_state: Adam state of the trained parts of ``params``.
+        key: raw ``uint32[2]`` PRNG key of the next batch.
+        step: int32 ``train_step`` calls done.
+    """
+
+    params: IQLParams
+    target_critic: Any
+    opt_state: Any
+    key: at.Key
+    step: at.Int[at.Array, ""]
+
+
+def trained(params: IQLParams) -> tuple[Any, Any, Any]:
+    return params.actor, params.critic, params.value
+
+
+@dataclasses.dataclass(frozen=True)
+class IQL(OfflineAlgorithm):
+    """IQL's static record, built once by ``IQL.make``."""
+
+    name: ClassVar[str] = "iql"
+    actor: GaussianActor
+    critic: TwinCritic
+    value: ValueNetwork
+    optimizer: optax.GradientTransformation
+
+    @classmethod
+    def make(
+        cls,
+        config: IQLConfig,
+        env: Env,
+        env_params: Any,
+        *,
+        env_id: str = "the env",
+        data: dict[str, Any] | None = None,
+        norm_stats: dict[str, normalize.NormStats] | None = None,
+    ) -> "IQL":
+        """``data`` from ``bc.data.load(..., transitions=True)``; None builds a record that only acts."""
+        space = env.action_space(env_params)
+        if not isinstance(space, spaces.Box) or len(space.shape) != 1 or not space.bounded.all():
+            raise ValueError(f"IQL needs a bounded 1-D Box action space (continuous actions); {env_id} has {space!r}")
+        obs_space = env.observation_space(env_params)
+        if config.encoder.kind != "mlp" or len(obs_space.shape) != 1:
+            raise ValueError(f"IQL reads flat observations through an mlp encoder; {env_id} observes {obs_space!r}")
+        if config.data.action_horizon != 1:
+            raise ValueError(
+                f"IQL learns one action per state; pass --data.action-horizon 1 (got {config.data.action_horizon})"
+            )
+        if data is not None and "next_obs" not in data:
+            raise ValueError("IQL needs transitions: load the dataset with bc.data.load(..., transitions=True)")
+        low, high = space.low.astype(np.float32), space.high.astype(np.float32)
+        enc = config.encoder
+        actor = GaussianActor(enc, tuple(low.tolist()), tuple(high.tolist()), config.log_std_min, config.log_std_max)
+        stats = norm_stats if config.data.normalize else None
+        if stats is not None:
+            stats = {"obs": stats["obs"]}  # actions stay in env units: the actor's mean is bounded there
+        return cls(
+            config, env, env_params, data, stats, actor, TwinCritic(enc), ValueNetwork(enc), optax.adam(config.lr)
+        )
+
+    def init(self, key: at.Key) -> IQLState:
+        key, actor_key, critic_key, value_key = jax.random.split(key, 4)
+        obs_space, space = self.env.observation_space(self.env_params), self.env.action_space(self.env_params)
+        obs, action = jnp.zeros(obs_space.shape, jnp.float32), jnp.zeros(space.shape, jnp.float32)
+        normalizer = Normalizer.make(tuple(obs_space.shape), tuple(space.shape), self.norm_stats)
+        params = IQLParams(
+            self.actor.init(actor_key, obs),
+            self.critic.init(critic_key, obs, action),
+            self.value.init(value_key, obs),
+            normalizer,
+        )
+        target_critic = jax.tree.map(jnp.copy, params.critic)  # its own buffers: the runner donates the state
+        return IQLState(params, target_critic, self.optimizer.init(trained(params)), key, algorithm.counter())
+
+    def train_step(self, state: IQLState) -> tuple[IQLState, Metrics]:
+        """One batch, one gradient step of the three losses, one Polyak step. Metrics: ``loss/value``,
+        ``loss/q``, ``loss/actor``, ``q/mean``, ``v/mean``, ``adv/mean``, ``weight/mean``."""
+        key, sample_key = jax.random.split(state.key)
+        batch = self.sample(sample_key)
+        grads, info = jax.grad(iql_losses, argnums=1, has_aux=True)(
+            self, trained(state.params), state.params.normalizer, state.target_critic, batch
+        )
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, trained(state.params))
+        actor, critic, value = optax.apply_updates(trained(state.params), updates)
+        params = dataclasses.replace(state.params, actor=actor, critic=critic, value=value)
+        target_critic = optax.incremental_update(critic, state.target_critic, self.config.tau)
+        state = dataclasses.replace(
+            state, params=params, target_critic=target_critic, opt_state=opt_state, key=key, step=state.step + 1
+        )
+        return state, metrics.without_episodes(info)
+
+    def act(self, params: IQLParams, obs: at.Array, key: at.Key, *, greedy: bool) -> at.Array:
+        """The actor's mean when ``greedy``, else a Gaussian sample clipped to the bounds."""
+        mean, log_std = cast(tuple[at.Array, at.Array], self.actor.apply(params.actor, params.normalizer.obs(obs)))
+        if greedy:
+            return mean
+        sample = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        return jnp.clip(sample, jnp.asarray(self.actor.low), jnp.asarray(self.actor.high))
+
+
+def critic_values(static: IQL, critic: Any, obs: at.Array, action: at.Array) -> at.Float[at.Array, "2 b"]:
+    """Both critics' Q(obs, action), stacked on a leading axis of 2."""
+    return cast(at.Array, static.critic.apply(critic, obs, action))
+
+
+def state_value(static: IQL, value: Any, obs: at.Array) -> at.Float[at.Array, " b"]:
+    return cast(at.Array, static.value.apply(value, obs))
+
+
+def expectile_loss(diff: at.Array, expectile: float) -> at.Array:
+    """``|tau - 1(diff < 0)| diff^2`` (paper eq. 5's L_2^tau), elementwise."""
+    weight = jnp.where(diff < 0, 1.0 - expectile, expectile)
+    return weight * diff**2
+
+
+def iql_losses(
+    static: IQL, nets: tuple[Any, Any, Any], normalizer: Normalizer, target_critic: Any, batch: dict[str, at.Array]
+) -> tuple[at.Array, dict[str, at.Array]]:
+    """Value + critic + actor loss of one batch (module docstring); gradients reach each network from its
+    own loss only."""
+    config = static.config
+    actor, critic, value = nets
+    frozen_value = jax.lax.stop_gradient(value)
+    obs, next_obs = normalizer.obs(batch["obs"]), normalizer.obs(batch["next_obs"])
+    action = batch["action"][:, 0]  # horizon 1
+
+    target_q = jnp.min(critic_values(static, target_critic, obs, action), axis=0)  # [b], no gradient (target)
+    v = state_value(static, value, obs)
+    value_loss = expectile_loss(target_q - v, config.expectile).mean()
+
+    next_v = state_value(static, frozen_value, next_obs)
+    target = batch["reward"] + config.gamma * (1.0 - batch["terminated"].astype(jnp.float32)) * next_v
+    q = critic_values(static, critic, obs, action)  # [2, b]
+    q_loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
+
+    advantage = jax.lax.stop_gradient(target_q - state_value(static, frozen_value, obs))
+    weight = jnp.minimum(jnp.exp(config.temperature * advantage), config.max_weight)
+    mean, log_std = cast(tuple[at.Array, at.Array], static.actor.apply(actor, obs))
+    log_prob = (-0.5 * ((action - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)).sum(-1)
+    actor_loss = -(weight * log_prob).mean()
+
+    info = {
+        "loss/value": value_loss,
+        "loss/q": q_loss,
+        "loss/actor": actor_loss,
+        "q/mean": jax.lax.stop_gradient(q).mean(),
+        "v/mean": jax.lax.stop_gradient(v).mean(),
+        "adv/mean": advantage.mean(),
+        "weight/mean": weight.mean(),
+    }
+    return value_loss + q_loss + actor_loss, info
