@@ -12,7 +12,11 @@ each running the real ``WebsocketClientPolicy`` in a closed loop. Rows:
   (b) a policy that takes 5 ms per ``infer_batch`` call, 8 clients: requests/s
       (goal ≥ 690; one request at a time would give 200) and p50 (goal ≤ 12 ms);
   (c) a 64×64×3 uint8 image observation (plus 8 floats), 1 and 8 clients, no
-      delay: what the codec and transport cost for an image.
+      delay: what the codec and transport cost for an image; then a real CNN policy
+      on 64×64×3 images, 1 and 8 clients: a ``TrainedPolicy`` (``vibe.serving.serve``
+      on a checkpoint) of a tiny PixelCartPole-v1 PPO run with the Nature-DQN torso,
+      trained here first (a few seconds after its compile), so ``infer_ms`` is a jitted
+      network's on this machine's default JAX backend.
 
 The floor row is a bare websockets echo server (no codec, no policy, no
 thread) answered through a plain websockets client: what this machine's Python
@@ -24,9 +28,11 @@ The first ``warmup`` requests of every client are not timed.
 import dataclasses
 import multiprocessing
 import os
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -52,9 +58,14 @@ class Args:
 @dataclasses.dataclass(frozen=True)
 class Row:
     name: str
-    obs: str  # fake_policy --obs
-    delay_ms: float
+    obs: str  # what the clients send, as fake_policy's --obs (the fake policy serves this spec)
+    delay_ms: float  # fake_policy --delay-ms
     clients: int
+    cnn: bool = False  # serve the PixelCartPole CNN checkpoint instead of the fake policy
+
+
+CNN_OBS = "observation.image:64x64x3:uint8"
+_WARM_UP = re.compile(r"warm-up: batch sizes \([\d, ]+\) in ([\d.]+) s")
 
 
 ROWS = [
@@ -62,7 +73,31 @@ ROWS = [
     Row("(b) 5 ms policy, 8 clients", "state:4:float32", 5.0, 8),
     Row("(c) 64x64x3 image, 1 client", "image:64x64x3:uint8,state:8:float32", 0.0, 1),
     Row("(c) 64x64x3 image, 8 clients", "image:64x64x3:uint8,state:8:float32", 0.0, 8),
+    Row("(c) 64x64x3 CNN policy, 1 client", CNN_OBS, 0.0, 1, cnn=True),
+    Row("(c) 64x64x3 CNN policy, 8 clients", CNN_OBS, 0.0, 8, cnn=True),
 ]
+
+
+def train_cnn_policy(output_dir: str) -> str:
+    """A tiny PixelCartPole-v1 PPO run with the Nature-DQN torso on 64x64x3 frames; its run directory."""
+    # Imported here: the spawned client processes import this module and need none of JAX or the algorithms.
+    from vibe.algorithms.ppo.config import PPOConfig
+    from vibe.config.train_config import TrainConfig
+    from vibe.networks.config import NATURE_CNN, EncoderConfig
+    from vibe.scripts import training
+    from vibe.train.config import RunnerConfig
+
+    algo = PPOConfig(
+        num_envs=2,
+        num_steps=8,
+        total_timesteps=16,
+        num_minibatches=2,
+        update_epochs=1,
+        encoder=EncoderConfig(kind="cnn", hidden_sizes=(256,), activation="relu", cnn=NATURE_CNN),
+    )
+    runner = RunnerConfig(output_dir=output_dir, eval_episodes=0, wandb_mode="disabled")
+    config = TrainConfig(name="pixel_cartpole_cnn", env="PixelCartPole-v1", algo=algo, runner=runner)
+    return training.train(config).run_dir
 
 
 def _observation(spec: str) -> dict[str, np.ndarray]:
@@ -96,10 +131,19 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def run_row(row: Row, args: Args, pool: Any) -> dict[str, Any]:
-    server_args = ["--obs", row.obs, "--delay-ms", str(row.delay_ms), "--action-shape", "8x2"]
-    server_args += ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]
-    with ServerProcess(*server_args) as server:
+def _server(row: Row, args: Args, cnn_dir: str) -> ServerProcess:
+    batching = ("--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms))
+    if row.cnn:
+        # JAX import, restore and one compile per padded batch size before it serves.
+        return ServerProcess(
+            "--policy.dir", cnn_dir, "--policy.step", "latest", *batching, module="vibe.serving.serve", timeout_s=600
+        )
+    return ServerProcess("--obs", row.obs, "--delay-ms", str(row.delay_ms), "--action-shape", "8x2", *batching)
+
+
+def run_row(row: Row, args: Args, pool: Any, cnn_dir: str) -> dict[str, Any]:
+    with _server(row, args, cnn_dir) as server:
+        warm_up = _WARM_UP.search(server.log())
         per_client = max(1, args.requests // row.clients)
         start_at = time.time() + 1.0 + 0.05 * row.clients
         jobs = [(server.port, row.obs, args.warmup, per_client, start_at) for _ in range(row.clients)]
@@ -122,6 +166,7 @@ def run_row(row: Row, args: Args, pool: Any) -> dict[str, Any]:
         "wall_seconds": wall,
         "mean_batch_size": statistics.fmean(x for r in results for x in r["batch_size"]),
         "server_rss_mb": rss,
+        "server_warmup_s": float(warm_up.group(1)) if warm_up else None,
     }
 
 
@@ -168,9 +213,10 @@ def main(args: Args) -> None:
     # Clients are processes (not threads) so the clients' GIL is not what is measured.
     context = multiprocessing.get_context("spawn")
     results = {}
-    with context.Pool(max(r.clients for r in ROWS)) as pool:
+    with tempfile.TemporaryDirectory(prefix="p8_") as tmp, context.Pool(max(r.clients for r in ROWS)) as pool:
+        cnn_dir = train_cnn_policy(tmp)
         for row in ROWS:
-            results[row.name] = run_row(row, args, pool)
+            results[row.name] = run_row(row, args, pool, cnn_dir)
     floor = echo_floor(args)
     rows = [
         (
@@ -191,6 +237,8 @@ def main(args: Args) -> None:
     rows.append(
         ("(b) req/s (goal >= 690) | p50 (goal <= 12 ms)", f"{b['requests_per_second']:,.0f} | {b['rtt_p50_ms']:.2f}")
     )
+    cnn = next(results[row.name] for row in ROWS if row.cnn)
+    rows.append(("(c) CNN policy: server warm-up, every padded batch size", f"{cnn['server_warmup_s']:.2f} s"))
     report.print_table(
         rows,
         title=f"P8 websocket serving on loopback, {args.requests} timed requests per row, "
