@@ -6,7 +6,7 @@
 prints one line such as::
 
     CartPole-v1 through ws://127.0.0.1:8000 (ppo, step 122): mean return 500.0 over 10 episodes of 5000 steps
-    in all (min 500.0, max 500.0; infer p50 0.45 ms); returns [500.0, 500.0, ...]
+    in all (min 500.0, max 500.0; round trip p50 0.45 ms); returns [500.0, 500.0, ...]
 
 and, with ``--out FILE``, the same as JSON (``returns``, ``lengths``, ``mean_return``, ...). The env is the
 one the server's metadata names (``env``, which ``create_trained_policy`` sets), under the observation
@@ -158,7 +158,7 @@ def summary(env_id: str, where: str, metadata: dict[str, Any], result: Episodes)
     return (
         f"{env_id} through {where}{f' ({source})' if source else ''}: mean return {result.mean_return:.1f} over "
         f"{len(result.returns)} episodes of {steps} steps in all (min {min(result.returns):.1f}, max "
-        f"{max(result.returns):.1f}; infer p50 {np.percentile(result.infer_ms, 50):.2f} ms); returns [{returns}]"
+        f"{max(result.returns):.1f}; round trip p50 {np.percentile(result.infer_ms, 50):.2f} ms); returns [{returns}]"
     )
 
 
