@@ -28,6 +28,7 @@ SHRINK = {
 SHRINK["cartpole_dqn"] += ["--algo.buffer-size", "64"]
 SHRINK["pendulum_sac"] += ["--algo.buffer-size", "64"]
 COMMON = ["--eval-episodes", "2", "--wandb-mode", "disabled"]
+CACHE_DIR = "xla_cache"  # under the module's temporary directory (see `compilation_cache_dir`)
 # Logged per chunk, not per seed: wall-clock values and counters.
 NOT_PER_SEED = {"step", "time", "sps", "update"}
 
@@ -37,14 +38,18 @@ def compilation_cache_dir(tmp_path_factory):
     """Single-seed runs of one preset compile the same programs (the seed reaches them as a PRNG key
     argument), so all but the first load their executables from a cache instead of spending seconds
     in XLA each. The vmapped run is a different program and always compiles; the cache is this
-    module's own and is switched off again afterwards."""
-    before = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
-    compilation_cache.set_cache_dir(str(tmp_path_factory.mktemp("xla_cache")))
+    module's own (the runs get it as --compilation-cache; under bazel the training command keeps it in
+    the test's TEST_TMPDIR) and is switched off again afterwards. Returns its directory."""
+    settings = ("jax_persistent_cache_min_compile_time_secs", "jax_persistent_cache_min_entry_size_bytes")
+    before = jax.config.jax_compilation_cache_dir, {name: getattr(jax.config, name) for name in settings}
+    directory = str(tmp_path_factory.mktemp(CACHE_DIR))
+    compilation_cache.set_cache_dir(directory)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     compilation_cache.reset_cache()  # takes effect even if this process compiled before
-    yield
+    yield directory
     compilation_cache.set_cache_dir(before[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
+    for name, value in before[1].items():  # the training command sets both too
+        jax.config.update(name, value)
     compilation_cache.reset_cache()
 
 
@@ -72,8 +77,8 @@ def no_checkpoints(monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(SHRINK))
-def test_vmapped_seeds_equal_single_seed_runs(name, tmp_path, no_checkpoints):
-    common = [name, *SHRINK[name], *COMMON, "--output-dir", str(tmp_path)]
+def test_vmapped_seeds_equal_single_seed_runs(name, tmp_path, no_checkpoints, compilation_cache_dir):
+    common = [name, *SHRINK[name], *COMMON, "--output-dir", str(tmp_path), "--compilation-cache", compilation_cache_dir]
     together = training.train(presets.cli([*common, "--seed", str(SEED), "--num-seeds", str(NUM_SEEDS)]))
     assert together.eval_returns.shape == (NUM_SEEDS, 2)
     rows_together = read_metrics(f"{together.run_dir}/metrics.jsonl")

@@ -70,6 +70,7 @@ COMMON += ["--updates-per-chunk", "2", "--wandb-mode", "disabled"]
 # Every save waits for the one before it to commit, and an idle-priority writer (the default) gets no CPU while
 # other test targets saturate the cores: under load 15 on 2 cores the first halves alone took over 10 minutes.
 COMMON += ["--checkpoint.writer-priority", "low"]
+COMMON += ["--compilation-cache", ""]  # every process compiles for itself (see `no_compilation_cache`)
 WANDB = "cartpole_ppo"  # its split run logs to wandb (offline), which must keep its run id across the resume
 CRASH = "cartpole_ppo"  # the preset of the SIGKILL test
 KILL_AT = 8  # the update whose save the first crash kills in the middle of its write
