@@ -1,6 +1,8 @@
 """Serving parity: a checkpoint's actions are the same bits in memory, in a fresh process and over the wire.
 
-For each tiny training run below, the same observations go through three sources that must agree bitwise:
+For each tiny training run below (PPO, DQN, SAC on states, PPO and DQN with a CNN on Breakout-MinAtar's
+bool images, BC and IQL from a synthetic dataset), the same observations go through three sources that must
+agree bitwise:
   * the training state's greedy policy in memory (``algorithm.act`` jitted, batch 1 per observation);
   * ``create_trained_policy`` in a fresh process (a subprocess loads the run and saves its actions);
   * the served checkpoint: a real ``vibe.serving.serve`` process on a free loopback port, one observation
@@ -23,10 +25,13 @@ import jax
 import numpy as np
 import pytest
 
+from vibe.algorithms.bc.config import BCConfig, DataConfig
 from vibe.algorithms.dqn.config import DQNConfig
+from vibe.algorithms.iql.config import IQLConfig
 from vibe.algorithms.ppo.config import PPOConfig
 from vibe.algorithms.sac.config import SACConfig
 from vibe.config.train_config import TrainConfig
+from vibe.data import testing
 from vibe.networks.config import EncoderConfig
 from vibe.policies.trained import create_trained_policy
 from vibe.scripts import training
@@ -47,8 +52,9 @@ class Case:
     algo: Any  # the algorithm's config: a few updates, parity not returns
 
 
-# One tiny run per algorithm and observation kind. BC and IQL join this list once they register in
-# vibe.policies.trained.ALGORITHMS: a Case with their config (and its dataset) and nothing else changes.
+# One tiny run per algorithm that vibe.policies.trained.ALGORITHMS registers, and per observation kind: a
+# new algorithm joins with one Case (an offline one gets the synthetic dataset below as its --data.dataset).
+OFFLINE_DATA = DataConfig(batch_size=8)  # the dataset path is filled in by the fixture
 CASES = [
     # Normalised observations: every source must apply the run's statistics.
     Case(
@@ -71,6 +77,9 @@ CASES = [
         "Breakout-MinAtar",
         DQNConfig(num_envs=2, total_timesteps=32, learning_starts=16, batch_size=8, encoder=CNN),
     ),
+    # Offline, from a synthetic Pendulum-shaped LeRobot dataset; rebuilt from the checkpoint without it.
+    Case("bc", "Pendulum-v1", BCConfig(data=OFFLINE_DATA, num_updates=2, encoder=SMALL)),
+    Case("iql", "Pendulum-v1", IQLConfig(data=OFFLINE_DATA, num_updates=2, encoder=SMALL)),
 ]
 
 # create_trained_policy in a process that has seen nothing of the run but its directory.
@@ -96,9 +105,30 @@ class Run:
     obs: np.ndarray  # [NUM_OBS, *observation shape] in the env's dtype
 
 
+@pytest.fixture(scope="module", autouse=True)
+def hermetic_hf(tmp_path_factory):
+    """The offline algorithms read LeRobot datasets: no hub, a cache of the test's own (inherited by the
+    server and fresh processes)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def pendulum_dataset(tmp_path_factory) -> str:
+    """Three short episodes of Pendulum-v1's shapes (3 floats observed, 1 torque), named as recorded there."""
+    out = tmp_path_factory.mktemp("data") / "pendulum"
+    testing.write_dataset(out, state_dim=3, image_shape=None, action_dim=1, metadata={"env": "Pendulum-v1"})
+    return str(out)
+
+
 @pytest.fixture(scope="module", params=CASES, ids=[c.name for c in CASES])
 def run(request, tmp_path_factory) -> Run:
     case = request.param
+    if hasattr(case.algo, "data"):
+        data = dataclasses.replace(case.algo.data, dataset=request.getfixturevalue("pendulum_dataset"))
+        case = dataclasses.replace(case, algo=dataclasses.replace(case.algo, data=data))
     out = tmp_path_factory.mktemp(case.name)
     runner = RunnerConfig(output_dir=str(out), eval_episodes=0, wandb_mode="disabled")
     config = TrainConfig(name=case.name, env=case.env, algo=case.algo, runner=runner)
