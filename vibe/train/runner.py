@@ -314,8 +314,44 @@ def _train(
     def next_multiple(update: int, interval: int) -> int:
         return (update // interval + 1) * interval if interval else end_update
 
+    def eval_key_at(update: int) -> jax.Array:
+        # The evaluation key depends on the update only, so a resumed run evaluates as a straight one.
+        if vmapped:
+            return jax.vmap(jax.random.fold_in, in_axes=(0, None))(eval_key, update)
+        return jax.random.fold_in(eval_key, update)
+
+    def is_eval_point(update: int) -> bool:
+        return evaluate is not None and (update % eval_interval == 0 or update == total_updates)
+
     update, train_seconds, eval_returns = start_update, 0.0, None
     with MetricsWriter(os.path.join(run_dir, "metrics.jsonl"), enabled=primary) as writer:
+
+        def evaluate_at(update: int, state: State, saved: bool) -> np.ndarray:
+            """Logs a greedy evaluation at `update`; a new best is saved (unless `saved`) and marked best.
+
+            Evaluated before its save point's save, so the save's keep decision already knows the new best
+            and drops the one it supersedes."""
+            nonlocal best
+            assert evaluate is not None
+            returns = np.asarray(evaluate(state, eval_key_at(update)))
+            stats = eval_summary(returns)
+            writer.write(update * steps_per_update, stats)
+            wandb.log(update * steps_per_update, stats)
+            value = stats[BEST_METRIC]
+            at_save = update % save_interval == 0 or update == end_update
+            if best is None or value > best[1]:
+                if not saved:
+                    save(update, state)
+                manager.mark_best(update, BEST_METRIC, value)
+                best = (update, value)
+            elif at_save and not saved:
+                save(update, state)
+            return returns
+
+        if resuming and is_eval_point(start_update):
+            # The evaluation at the restored step was dropped with the lost tail (or never logged, when the
+            # process died between the save and the evaluation): evaluate it again, as the straight run did.
+            eval_returns = evaluate_at(start_update, state, saved=True)
         bar = console.progress_bar(total_updates * steps_per_update, initial=start_update * steps_per_update)
         try:
             while update < end_update:
@@ -335,21 +371,10 @@ def _train(
                 bar.update(k * steps_per_update)
                 if "episode/return_mean" in row:
                     bar.set_postfix(ret=f"{row['episode/return_mean']:.1f}", refresh=False)
-                saved = update % save_interval == 0 or update == end_update
-                if saved:
+                if is_eval_point(update):
+                    eval_returns = evaluate_at(update, state, saved=False)
+                elif update % save_interval == 0 or update == end_update:
                     save(update, state)
-                if evaluate is not None and (update % eval_interval == 0 or update == total_updates):
-                    # The evaluation key depends on the update only, so a resumed run evaluates as a straight one.
-                    eval_returns = np.asarray(evaluate(state, jax.random.fold_in(eval_key, update)))
-                    stats = eval_summary(eval_returns)
-                    writer.write(update * steps_per_update, stats)
-                    wandb.log(update * steps_per_update, stats)
-                    value = stats[BEST_METRIC]
-                    if best is None or value > best[1]:
-                        if not saved:
-                            save(update, state)
-                        manager.mark_best(update, BEST_METRIC, value)
-                        best = (update, value)
         finally:
             bar.close()
 
