@@ -64,7 +64,7 @@ _PRESETS: list[tuple[str, TrainConfig]] = [
     ),
     (
         "PPO with PureJaxRL's MinAtar CNN (16 3x3 filters, relu 64) on Breakout-MinAtar, 1M steps: greedy return "
-        "15-20 at 295k steps (seeds 0, 1).",
+        "11.5 / 21.5 / 21.5 at 197k / 393k / 492k steps (seed 0).",
         TrainConfig(
             name="breakout_minatar_ppo",
             env="Breakout-MinAtar",
@@ -80,8 +80,8 @@ _PRESETS: list[tuple[str, TrainConfig]] = [
         ),
     ),
     (
-        "Double DQN with the MinAtar CNN on Breakout-MinAtar, 200k steps; the 100k-transition replay buffer "
-        "keeps the bool images as bool (81 MB; 321 MB as float32).",
+        "Double DQN with the MinAtar CNN on Breakout-MinAtar, 200k steps (greedy return 8 at 100k, seed 0); the "
+        "100k-transition replay buffer keeps the bool images as bool (81 MB; 321 MB as float32).",
         TrainConfig(
             name="breakout_minatar_dqn",
             env="Breakout-MinAtar",
@@ -121,7 +121,8 @@ _PRESETS: list[tuple[str, TrainConfig]] = [
         ),
     ),
     (
-        "PPO with a small ViT (5x5 patches: 4 tokens of 10x10 images) on Breakout-MinAtar, 524k steps.",
+        "PPO with a small ViT (5x5 patches: 4 tokens of 10x10 images) on Breakout-MinAtar, 524k steps: greedy return "
+        "15.5 (seed 0).",
         TrainConfig(
             name="breakout_minatar_ppo_vit",
             env="Breakout-MinAtar",

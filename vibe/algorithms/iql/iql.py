@@ -225,7 +225,7 @@ def iql_losses(
     q = critic_values(static, critic, obs, action)  # [2, b]
     q_loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
 
-    advantage = jax.lax.stop_gradient(target_q - state_value(static, frozen_value, obs))
+    advantage = jax.lax.stop_gradient(target_q - v)  # V before this step, as the critics' target uses
     weight = jnp.minimum(jnp.exp(config.temperature * advantage), config.max_weight)
     mean, log_std = cast(tuple[at.Array, at.Array], static.actor.apply(actor, obs))
     log_prob = (-0.5 * ((action - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)).sum(-1)
