@@ -12,6 +12,11 @@ program (its HLO text grows by about twice the dataset's bytes) and compiles slo
 
 Reported per row: compile seconds, updates/s and samples/s after compile, HLO text size. JAX-CORL's IQL
 does about 1.8k updates/s (batch 256, 2x256 networks) on a GPU.
+
+Measured 2026-12-01 on the 2-core box under load 8-9 (other jobs running), 1M frames: cartpole_bc 336,
+pendulum_bc 363, pendulum_iql 78 updates/s (batch 256; compile 2.7-4.7 s). With 5M CartPole frames
+(~105 MB): as an argument compile 3.3 s, HLO 0.08 MB, peak RSS 0.82 GB; closed over compile 5.9 s,
+HLO 200 MB, peak RSS 1.43 GB, and no faster per update (448 against 518 updates/s).
 """
 
 import dataclasses
