@@ -42,7 +42,7 @@ def hermetic_hf(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
 
 
 def run_preset(name: str, out: pathlib.Path, dataset: str | None = None, **runner: Any) -> Any:
-    config = presets.get(name)
+    config: Any = presets.get(name)
     if dataset is not None:
         config = dataclasses.replace(
             config, algo=dataclasses.replace(config.algo, data=dataclasses.replace(config.algo.data, dataset=dataset))

@@ -1,5 +1,7 @@
 """BC on hand-made arrays (no dataset files): losses, chunk masking, normalisation, acting, determinism."""
 
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,7 +67,7 @@ def test_padded_chunk_steps_do_not_count():
 
 
 @pytest.mark.parametrize("loss", ["mse", "gaussian"])
-def test_continuous_bc_normalises_and_unnormalises(loss: str):
+def test_continuous_bc_normalises_and_unnormalises(loss: Literal["mse", "gaussian"]):
     rng = np.random.default_rng(1)
     obs = (rng.normal(size=(64, 3)) * [1.0, 1.0, 8.0]).astype(np.float32)
     action = np.clip(obs[:, 2:3] / 4.0, -2, 2).astype(np.float32)

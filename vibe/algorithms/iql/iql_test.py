@@ -1,6 +1,7 @@
 """IQL on hand-made transitions: the expectile loss, terminated-vs-truncated targets, and a learning check."""
 
 import dataclasses
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +33,7 @@ def transitions(n: int = 64) -> dict[str, np.ndarray]:
     }
 
 
-def make(data: dict[str, np.ndarray], **overrides: float) -> IQL:
+def make(data: dict[str, np.ndarray], **overrides: Any) -> IQL:
     env, params = registry.make("Pendulum-v1")
     config = IQLConfig(data=DataConfig(dataset="x", batch_size=32), encoder=SMALL, lr=1e-3)
     config = dataclasses.replace(config, **overrides)
@@ -55,7 +56,7 @@ def test_terminated_transitions_do_not_bootstrap():
     batch = {k: jnp.asarray(v) for k, v in data.items() if k != "rows"}
     batch["terminated"] = jnp.asarray([True, False, True, False])
     _, info = iql_losses(iql, nets, state.params.normalizer, zero_critic, batch)
-    v_next = iql.value.apply(state.params.value, batch["next_obs"])
+    v_next = cast(jax.Array, iql.value.apply(state.params.value, batch["next_obs"]))
     target = batch["reward"] + jnp.where(batch["terminated"], 0.0, v_next)
     assert float(info["loss/q"]) == pytest.approx(2 * float((target**2).mean()), rel=1e-5)
 
