@@ -86,7 +86,7 @@ def test_fsdp_splits_the_vit_mlp_kernels_and_trains_the_same_params_as_one_devic
     for k in (2, 4):
         state = train(devices=4, fsdp_devices=k)
         kernels = mlp_kernels(state.params)
-        assert len(kernels) == 2  # the block's two MLP kernels
+        assert len(kernels) == 4  # the block's two MLP kernels, in the actor's and the critic's torso
         for path, kernel in kernels.items():
             assert FSDP_AXIS in spec(kernel), (path, kernel.sharding)
             assert {s.data.size for s in kernel.addressable_shards} == {kernel.size // k}, path
