@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
+from vibe.core.usage import bazel_prog
 from vibe.data.lerobot_reader import LeRobotReader, resolve_root
 from vibe.data.lerobot_writer import VIBE_METADATA, read_vibe_metadata
 from vibe.data.record import record_episodes
@@ -171,7 +172,7 @@ def summary(root: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    args = tyro.cli(Args, args=argv)
+    args = tyro.cli(Args, args=argv, prog=bazel_prog())
     try:
         root = record(args)
     except (ValueError, FileExistsError, FileNotFoundError) as e:  # DatasetError is a ValueError
