@@ -237,6 +237,7 @@ def _train(
             return dataclasses.replace(cast(Any, algorithm), data=data).train_step(state)
 
         train_step = jax.vmap(data_step, in_axes=(0, None)) if vmapped else data_step
+    unit = "env steps" if data is None else "samples"  # what one logged step counts
     init_key, eval_key = (init_keys, eval_keys) if vmapped else (init_keys[0], eval_keys[0])
 
     # Placed by the roles the algorithm declares: env states and observations split over all devices (the
@@ -265,10 +266,11 @@ def _train(
         if primary:
             dropped = truncate_metrics(os.path.join(run_dir, "metrics.jsonl"), start_update * steps_per_update)
         logger.info(
-            "Resuming %s from update %d/%d (env step %s)%s",
+            "Resuming %s from update %d/%d (%s %s)%s",
             run_dir,
             start_update,
             total_updates,
+            unit.removesuffix("s"),
             f"{start_update * steps_per_update:,}",
             f"; dropped {dropped} metric rows logged after that checkpoint" if dropped else "",
         )
@@ -280,11 +282,12 @@ def _train(
             with open(os.path.join(run_dir, "config.json"), "w") as f:
                 json.dump(hparams, f, indent=2, default=str)
         logger.info(
-            "Training %s on %s: %d updates × %d env steps = %s steps%s; run directory %s",
+            "Training %s on %s: %d updates × %d %s = %s steps%s; run directory %s",
             algorithm.name,
             env_id,
             total_updates,
             steps_per_update,
+            unit,
             f"{total_updates * steps_per_update:,}",
             f" × {len(seeds)} seeds" if vmapped else "",
             run_dir,
@@ -380,8 +383,9 @@ def _train(
 
         env_steps = update * steps_per_update
         logger.info(
-            "Trained %s env steps × %d seed(s) in %.1f s (%s steps/s after compile)",
+            "Trained %s %s × %d seed(s) in %.1f s (%s steps/s after compile)",
             f"{(update - start_update) * steps_per_update:,}",
+            unit,
             len(seeds),
             train_seconds,
             f"{(update - start_update) * steps_per_update * len(seeds) / max(train_seconds, 1e-9):,.0f}",
