@@ -15,13 +15,12 @@ fused elementwise ops per pixel with no gathers or loops.
 """
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax.numpy as jnp
 
 from vibe.core import typing as at
-from vibe.core.types import TimeStep
-from vibe.envs import draw, gymnax_env, spaces
+from vibe.envs import draw, pixel_env
 
 ENV_ID = "PixelCartPole-v1"
 # Geometry in metres, gym's (its 600 px wide screen shows 4.8 m: 125 px/m).
@@ -39,7 +38,6 @@ MIN_VIEW_HEIGHT = 2.4
 BACKGROUND = (255.0, 255.0, 255.0)
 CART_COLOR = (0.0, 0.0, 0.0)
 POLE_COLOR = (202.0, 152.0, 101.0)
-MIN_SIZE = 16  # below this the pole is a smudge
 
 
 def render(
@@ -72,54 +70,19 @@ def render(
 
 
 @dataclasses.dataclass(frozen=True)
-class PixelCartPole:
-    """CartPole-v1 with ``Image(height, width, 3)`` uint8 observations; does NOT auto-reset.
+class PixelCartPole(pixel_env.PixelEnv):
+    """CartPole-v1 with ``Image(height, width, 3)`` uint8 observations (``pixel_env.PixelEnv``).
 
     The state and params are gymnax's CartPole ``EnvState`` (x, x_dot, theta,
-    theta_dot, time) and ``EnvParams`` (``max_steps_in_episode=500``). Two
-    instances of the same size compare equal, so one can be a static ``jit`` argument.
-
-    Attributes:
-        height: image height in pixels (>= 16).
-        width: image width in pixels (>= 16).
+    theta_dot, time) and ``EnvParams`` (``max_steps_in_episode=500``).
     """
 
-    height: int = 64
-    width: int = 64
-    _inner: gymnax_env.GymnaxEnv = dataclasses.field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        for field in ("height", "width"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < MIN_SIZE:
-                raise ValueError(f"PixelCartPole.{field} must be an int >= {MIN_SIZE}, got {value!r}.")
-        object.__setattr__(self, "_inner", gymnax_env.GymnaxEnv("CartPole-v1"))
-
-    @property
-    def name(self) -> str:
-        return ENV_ID
-
-    @property
-    def default_params(self) -> Any:
-        return self._inner.default_params
+    ENV_ID: ClassVar[str] = ENV_ID
+    GYMNAX_ID: ClassVar[str] = "CartPole-v1"
 
     def render(self, state: Any, params: Any) -> at.UInt[at.Array, "h w 3"]:
         """The observation of ``state``: ``[height, width, 3]`` uint8."""
         return render(state.x, state.theta, self.height, self.width, params.x_threshold, 2.0 * params.length)
-
-    def reset(self, key: at.Key, params: Any) -> tuple[Any, TimeStep]:
-        state, timestep = self._inner.reset(key, params)
-        return state, dataclasses.replace(timestep, obs=self.render(state, params))
-
-    def step(self, key: at.Key, state: Any, action: at.Array, params: Any) -> tuple[Any, TimeStep]:
-        next_state, timestep = self._inner.step(key, state, action, params)
-        return next_state, dataclasses.replace(timestep, obs=self.render(next_state, params))
-
-    def observation_space(self, params: Any) -> spaces.Image:
-        return spaces.Image(self.height, self.width, 3)
-
-    def action_space(self, params: Any) -> spaces.Discrete | spaces.Box:
-        return self._inner.action_space(params)
 
 
 def make(height: int = 64, width: int = 64) -> tuple[PixelCartPole, Any]:

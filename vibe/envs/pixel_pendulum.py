@@ -10,13 +10,12 @@ velocity: stack frames (``image_wrappers.FrameStack``) for a policy.
 """
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax.numpy as jnp
 
 from vibe.core import typing as at
-from vibe.core.types import TimeStep
-from vibe.envs import draw, gymnax_env, spaces
+from vibe.envs import draw, pixel_env
 
 ENV_ID = "PixelPendulum-v1"
 VIEW_HALF_WIDTH = 2.2  # metres from the centre to each edge (gym's "bound")
@@ -25,7 +24,6 @@ AXLE_RADIUS = 0.05
 BACKGROUND = (255.0, 255.0, 255.0)
 ROD_COLOR = (204.0, 77.0, 77.0)
 AXLE_COLOR = (0.0, 0.0, 0.0)
-MIN_SIZE = 16
 
 
 def render(
@@ -44,53 +42,19 @@ def render(
 
 
 @dataclasses.dataclass(frozen=True)
-class PixelPendulum:
-    """Pendulum-v1 with ``Image(height, width, 3)`` uint8 observations; does NOT auto-reset.
+class PixelPendulum(pixel_env.PixelEnv):
+    """Pendulum-v1 with ``Image(height, width, 3)`` uint8 observations (``pixel_env.PixelEnv``).
 
     State and params are gymnax's Pendulum ``EnvState`` (theta, theta_dot, last_u, time)
     and ``EnvParams`` (``max_steps_in_episode=200``).
-
-    Attributes:
-        height: image height in pixels (>= 16).
-        width: image width in pixels (>= 16).
     """
 
-    height: int = 64
-    width: int = 64
-    _inner: gymnax_env.GymnaxEnv = dataclasses.field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        for field in ("height", "width"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < MIN_SIZE:
-                raise ValueError(f"PixelPendulum.{field} must be an int >= {MIN_SIZE}, got {value!r}.")
-        object.__setattr__(self, "_inner", gymnax_env.GymnaxEnv("Pendulum-v1"))
-
-    @property
-    def name(self) -> str:
-        return ENV_ID
-
-    @property
-    def default_params(self) -> Any:
-        return self._inner.default_params
+    ENV_ID: ClassVar[str] = ENV_ID
+    GYMNAX_ID: ClassVar[str] = "Pendulum-v1"
 
     def render(self, state: Any, params: Any) -> at.UInt[at.Array, "h w 3"]:
         """The observation of ``state``: ``[height, width, 3]`` uint8."""
         return render(state.theta, self.height, self.width, params.l)
-
-    def reset(self, key: at.Key, params: Any) -> tuple[Any, TimeStep]:
-        state, timestep = self._inner.reset(key, params)
-        return state, dataclasses.replace(timestep, obs=self.render(state, params))
-
-    def step(self, key: at.Key, state: Any, action: at.Array, params: Any) -> tuple[Any, TimeStep]:
-        next_state, timestep = self._inner.step(key, state, action, params)
-        return next_state, dataclasses.replace(timestep, obs=self.render(next_state, params))
-
-    def observation_space(self, params: Any) -> spaces.Image:
-        return spaces.Image(self.height, self.width, 3)
-
-    def action_space(self, params: Any) -> spaces.Discrete | spaces.Box:
-        return self._inner.action_space(params)
 
 
 def make(height: int = 64, width: int = 64) -> tuple[PixelPendulum, Any]:
