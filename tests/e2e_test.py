@@ -40,6 +40,11 @@ import urllib.request
 import numpy as np
 import pytest
 
+# The test reads datasets back in this process too: lerobot's datasets cache must not be the user's (read-only
+# under bazel's sandbox). Set before anything imports `datasets`, which reads it once.
+os.environ.setdefault("HF_HOME", os.path.join(os.environ.get("TEST_TMPDIR", "/tmp"), "e2e_hf"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import vibe
 
 ROOT = pathlib.Path(vibe.__file__).parent.parent  # the workspace (or runfiles) root

@@ -21,7 +21,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import dataclasses
 import statistics
 import time
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -87,7 +87,7 @@ def main(args: Args) -> None:
     if jax.device_count() < 4:
         raise SystemExit(f"P6 needs 4 devices, found {jax.device_count()}; unset XLA_FLAGS or add 4 host devices")
     config = presets.get("cartpole_ppo")
-    config = dataclasses.replace(config, algo=dataclasses.replace(config.algo, num_envs=args.envs))
+    config = dataclasses.replace(config, algo=dataclasses.replace(cast(Any, config.algo), num_envs=args.envs))
     algorithm = training.make_algorithm(config)
     steps = args.updates * algorithm.steps_per_update
 

@@ -121,8 +121,19 @@ class CheckpointManager:
     def restore(self, step: int, args: Any) -> Any:
         return self._orbax.restore(step, args=args)
 
-    def save(self, step: int, items: dict[str, Any], assets: dict[str, Any]) -> None:
-        """Starts writing `items` (item name → pytree of arrays) and `assets` (JSON) as checkpoint `step`."""
+    def save(
+        self, step: int, items: dict[str, Any], assets: dict[str, Any], *, new_best: tuple[str, float] | None = None
+    ) -> None:
+        """Starts writing `items` (item name → pytree of arrays) and `assets` (JSON) as checkpoint `step`.
+
+        `new_best=(metric_name, value)`: `step` is the run's new best. It is recorded in `best.json` before the save
+        starts, so this save's keep decision (in the writer process, or in orbax's own thread under several
+        processes) already keeps `step` and drops the best it supersedes. A resumed run ignores a `best.json`
+        whose step never committed (a kill mid-save)."""
+        if new_best is not None:
+            self.wait_until_finished()  # the save in flight decided its keeps with the previous best
+            if jax.process_index() == 0:
+                best.write(str(self.directory), step, *new_best)
         self._last_saved = step
         if self._writer is not None:
             self._writer.save(step, items, assets, packed=("train_state",))
@@ -272,7 +283,16 @@ def _prepare_shared_directory(directory: str, *, overwrite: bool, resume: bool) 
     return bool(outcome[1])
 
 
-def save(manager: CheckpointManager, step: int, state: State, assets: Mapping[str, Any]) -> None:
-    """Starts an asynchronous save of `state` as checkpoint `step`; on return `state` may be donated."""
+def save(
+    manager: CheckpointManager,
+    step: int,
+    state: State,
+    assets: Mapping[str, Any],
+    *,
+    new_best: tuple[str, float] | None = None,
+) -> None:
+    """Starts an asynchronous save of `state` as checkpoint `step`; on return `state` may be donated.
+    `new_best=(metric_name, value)` marks it the run's best (`CheckpointManager.save`)."""
     params, train_state, paths = _split(state)
-    manager.save(step, {"params": params, "train_state": train_state}, {**assets, "train_state_paths": paths})
+    items = {"params": params, "train_state": train_state}
+    manager.save(step, items, {**assets, "train_state_paths": paths}, new_best=new_best)

@@ -32,10 +32,10 @@ class TrainConfig:
     name: str = "cartpole_ppo"
     # Environment id: gymnax's (CartPole-v1, Pendulum-v1, Breakout-MinAtar, ...) or vibe's (PixelCartPole-v1, ...).
     env: str = "CartPole-v1"
-    # Observation wrappers on the plain env (resize, grayscale, frame stack), below training's auto-reset.
-    wrappers: WrapperConfig = dataclasses.field(default_factory=WrapperConfig)
     # Algorithm hyper-parameters; their type picks the algorithm.
     algo: AlgoConfig = dataclasses.field(default_factory=PPOConfig)
+    # Observation wrappers on the plain env (resize, grayscale, frame stack), below training's auto-reset.
+    wrappers: WrapperConfig = dataclasses.field(default_factory=WrapperConfig)
     # How the run is driven: directories, seeds, chunking, evaluation. Flags have no prefix.
     runner: Annotated[RunnerConfig, tyro.conf.arg(name="")] = dataclasses.field(default_factory=RunnerConfig)
 

@@ -274,7 +274,7 @@ def _train(
             f"{start_update * steps_per_update:,}",
             f"; dropped {dropped} metric rows logged after that checkpoint" if dropped else "",
         )
-        if best is not None and best[0] > start_update:  # the best step was lost with the tail
+        if best is not None and best[0] not in manager.all_steps():  # lost with the tail, or never committed
             best = None
     else:
         start_update, state = 0, jax.jit(init, out_shardings=shardings)(init_key)
@@ -294,10 +294,9 @@ def _train(
         )
     run_assets = assets_lib.run_assets(algorithm, hparams, env_id, seeds)
 
-    def save(update: int, state: State) -> None:
-        checkpoints.save(
-            manager, update, state, {**run_assets, "obs_stats": assets_lib.obs_stats_json(algorithm, state)}
-        )
+    def save(update: int, state: State, new_best: tuple[str, float] | None = None) -> None:
+        assets = {**run_assets, "obs_stats": assets_lib.obs_stats_json(algorithm, state)}
+        checkpoints.save(manager, update, state, assets, new_best=new_best)
 
     end_update = total_updates
     if config.stop_after_updates:
@@ -343,9 +342,10 @@ def _train(
             value = stats[BEST_METRIC]
             at_save = update % save_interval == 0 or update == end_update
             if best is None or value > best[1]:
-                if not saved:
-                    save(update, state)
-                manager.mark_best(update, BEST_METRIC, value)
+                if saved:  # the restored step of a resumed run: already on disk
+                    manager.mark_best(update, BEST_METRIC, value)
+                else:
+                    save(update, state, new_best=(BEST_METRIC, value))
                 best = (update, value)
             elif at_save and not saved:
                 save(update, state)
