@@ -121,8 +121,8 @@ def stop(pid):
     while not stopped(pid):
         time.sleep(0.0005)
 
-def save_then_stall_and_die(mngr, step, state, assets):
-    save(mngr, step, state, assets)
+def save_then_stall_and_die(mngr, step, state, assets, **kwargs):
+    save(mngr, step, state, assets, **kwargs)
     if step != kill_at:
         return
     assert os.getpgrp() == os.getpid(), "run as a session leader: the kill takes the whole process group"
