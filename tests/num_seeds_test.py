@@ -72,7 +72,7 @@ def assert_rows_match_seed(together: list[dict], alone: list[dict], seed: int) -
 def no_checkpoints(monkeypatch):
     """Checkpoints are not what this module tests (resume_test.py is), and every save costs the writer process
     CPU next to the runs; the runs here save nothing, so they mark no best step either."""
-    monkeypatch.setattr(checkpoints, "save", lambda manager, step, state, assets: None)
+    monkeypatch.setattr(checkpoints, "save", lambda manager, step, state, assets, **kwargs: None)
     monkeypatch.setattr(checkpoints.CheckpointManager, "mark_best", lambda self, step, metric_name, value: None)
 
 
