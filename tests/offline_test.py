@@ -224,3 +224,28 @@ def test_random_recording_has_the_metadata_bc_needs(small_datasets: dict[str, pa
     batch = reader.get_batch(np.arange(len(reader)))
     # gymnax Pendulum never terminates: every episode ends by the 200-step time limit, flagged truncated.
     assert len(reader) == 400 and batch["next.truncated"].sum() == 2 and not batch["next.done"].any()
+
+
+@pytest.mark.parametrize("name, transitions", [("cartpole", False), ("pendulum", True)])
+def test_streamed_rows_are_the_in_memory_rows(
+    small_datasets: dict[str, pathlib.Path], name: str, transitions: bool
+) -> None:
+    """``--data.loader stream`` reads, batch by batch, exactly the rows the in-memory path holds: sample i is
+    transition row ``rows[i]`` (a truncated episode's last frame is never one), next_obs included."""
+    from vibe.algorithms.bc import data as offline_data
+    from vibe.envs import registry
+
+    env_id = {"cartpole": "CartPole-v1", "pendulum": "Pendulum-v1"}[name]
+    env, env_params = registry.make(env_id)
+    config = dataclasses.replace(presets.get(f"{name}_bc").algo.data, dataset=str(small_datasets[name]))
+    frames, _ = offline_data.open_frames(config, env, env_params, env_id=env_id, owner="test", transitions=transitions)
+    arrays = frames.arrays()
+    rows = arrays.pop("rows", np.arange(frames.num_frames))
+    if transitions:  # two 200-step truncated episodes: all frames but each episode's last are transitions
+        assert len(frames) == len(rows) == frames.num_frames - 2
+    indices = np.random.default_rng(0).permutation(len(frames))[:64]
+    streamed = loaders.collate(frames.__getitems__(indices.tolist()))
+    assert set(streamed) == set(arrays)
+    for key, values in arrays.items():
+        np.testing.assert_array_equal(streamed[key], values[rows[indices]], err_msg=key)
+        assert streamed[key].dtype == values.dtype, key

@@ -175,6 +175,15 @@ class LeRobotReader:
                 out[k] = Feature(shape, dtype)
         return out
 
+    def column(self, key: str) -> np.ndarray:
+        """Every frame's value of a non-visual feature (or ``index``/``episode_index``/``timestamp``),
+        ``[len, *shape]``, from the columns loaded at open (no read, no horizon window)."""
+        if key not in self._columns:
+            raise DatasetError(
+                f"{self.root}: {key!r} is not a loaded non-visual column; pass one of {', '.join(self._columns)}"
+            )
+        return self._columns[key]
+
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         return self.__getitems__([index])[0]
 

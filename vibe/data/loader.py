@@ -274,6 +274,7 @@ class StreamingLoader:
         )
         self.epoch, self.batch = (int(state["epoch"]), int(state["batch"])) if state else (0, 0)
         self._sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+        self._stacked = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
         self._iterator: Iterator[Batch] | None = None
 
     def get_state(self) -> dict[str, int]:
@@ -321,3 +322,28 @@ class StreamingLoader:
         return jax.tree.map(
             lambda x: jax.make_array_from_process_local_data(self._sharding, _host_dtype(np.asarray(x))), local
         )
+
+    def next_chunk(self, k: int, size: int) -> Batch:
+        """The next ``k`` batches stacked into ``[size, batch, ...]`` global arrays (split over ``DATA_AXIS``
+        on axis 1), advancing the position by ``k``; rows ``k..size-1`` repeat the last batch (a shorter
+        last chunk keeps the compiled shape; the train chunk runs only ``k`` updates)."""
+        local = [self.next_local() for _ in range(k)]
+        local += [local[-1]] * (size - k)
+        stacked = jax.tree.map(lambda *xs: _host_dtype(np.stack(xs)), *local)
+        return jax.tree.map(lambda x: jax.make_array_from_process_local_data(self._stacked, x), stacked)
+
+    def abstract_chunk(self, size: int) -> Batch:
+        """Shapes, dtypes and shardings of ``next_chunk(k, size)`` (to compile before the first read)."""
+        return {
+            k: jax.ShapeDtypeStruct(
+                (size, self.config.batch_size, *f.shape),
+                _host_dtype(np.zeros((), f.dtype)).dtype,
+                sharding=self._stacked,
+            )
+            for k, f in self.dataset.features.items()
+        }
+
+    def batch_bytes(self) -> int:
+        """Bytes of one global batch."""
+        features = self.dataset.features.values()
+        return self.config.batch_size * sum(int(np.prod(f.shape)) * np.dtype(f.dtype).itemsize for f in features)

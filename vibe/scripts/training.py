@@ -68,15 +68,17 @@ def enable_compilation_cache(directory: str) -> None:
 
 
 def make_offline(config: TrainConfig, env: Any, env_params: Any) -> Algorithm:
-    """An offline algorithm on its dataset (read into host arrays here, checked against ``config.env``).
+    """An offline algorithm on its dataset, checked against ``config.env``: read into host arrays here
+    (``--data.loader memory``) or opened for the streaming loader (``stream``).
 
     The dataset must have been recorded in ``config.env`` (``meta/vibe.json``), where evaluation runs."""
     algo = config.algo
     assert isinstance(algo, BCConfig | IQLConfig)
     iql = isinstance(algo, IQLConfig)
-    data, stats = offline_data.load(
+    frames, stats = offline_data.open_frames(
         algo.data, env, env_params, env_id=config.env, owner=f"preset {config.name}", transitions=iql
     )
+    data = frames if algo.data.loader == "stream" else frames.arrays()
     recorded = offline_data.dataset_env(algo.data, config.env)
     if recorded != config.env:
         raise offline_data.DatasetError(

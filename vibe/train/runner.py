@@ -35,6 +35,8 @@ from vibe.train.config import RunnerConfig
 from vibe.train.loop import make_train_chunk
 
 State = Any
+# Host memory of one chunk's stacked batches on the streaming path (caps the updates per chunk).
+STREAM_CHUNK_BYTES = 256 * 2**20
 # The metric that picks the best checkpoint: the greedy evaluation's mean return (over seeds, if several).
 BEST_METRIC = "eval/return_mean"
 
@@ -230,13 +232,20 @@ def _train(
     train_step: Any = jax.vmap(algorithm.train_step) if vmapped else algorithm.train_step
     # An offline algorithm's dataset (its ``data`` field, host arrays) goes onto the devices once and into
     # each chunk as an argument (see loop.py: a closed-over array would be embedded in the program).
+    # Streaming instead (``data`` is a Dataset, not arrays): each chunk gets its updates' batches, stacked,
+    # from the algorithm's loader, whose position every checkpoint records.
     data = getattr(algorithm, "data", None)
+    streaming = data is not None and not isinstance(data, Mapping)
     if data is not None:
 
         def data_step(state: State, data: Any) -> tuple[State, Any]:
             return dataclasses.replace(cast(Any, algorithm), data=data).train_step(state)
 
-        train_step = jax.vmap(data_step, in_axes=(0, None)) if vmapped else data_step
+        def batch_step(state: State, batch: Any) -> tuple[State, Any]:
+            return cast(Any, algorithm).update(state, batch)
+
+        step = batch_step if streaming else data_step
+        train_step = jax.vmap(step, in_axes=(0, None)) if vmapped else step
     unit = "env steps" if data is None else "samples"  # what one logged step counts
     init_key, eval_key = (init_keys, eval_keys) if vmapped else (init_keys[0], eval_keys[0])
 
@@ -293,9 +302,16 @@ def _train(
             run_dir,
         )
     run_assets = assets_lib.run_assets(algorithm, hparams, env_id, seeds)
+    loader = None
+    if streaming:
+        # All seeds of a vmapped run see the same batches (their inits and keys differ).
+        position = checkpoints.read_assets(manager, start_update).get("loader") if resuming else None
+        loader = cast(Any, algorithm).stream(mesh, seed=config.seed, position=position)
 
     def save(update: int, state: State, new_best: tuple[str, float] | None = None) -> None:
         assets = {**run_assets, "obs_stats": assets_lib.obs_stats_json(algorithm, state)}
+        if loader is not None:
+            assets["loader"] = loader.get_state()  # where the next update's batch starts
         checkpoints.save(manager, update, state, assets, new_best=new_best)
 
     end_update = total_updates
@@ -305,9 +321,20 @@ def _train(
     eval_interval = config.eval_interval(total_updates)
     chunk_size = max(1, min(config.updates_per_chunk, total_updates))
 
+    if loader is not None:
+        # A chunk's stacked batches are host memory too: at most STREAM_CHUNK_BYTES of them per chunk.
+        chunk_size = max(1, min(chunk_size, STREAM_CHUNK_BYTES // loader.batch_bytes()))
+
     start = time.perf_counter()
-    data_args = () if data is None else (jax.device_put(data, replicated),)
-    chunk = make_train_chunk(train_step, shardings, replicated, data_shardings=replicated if data_args else None)
+    if loader is not None:
+        data_args: tuple[Any, ...] = (loader.abstract_chunk(chunk_size),)
+        data_shardings = jax.tree.map(lambda x: x.sharding, data_args[0])
+    else:
+        data_args = () if data is None else (jax.device_put(data, replicated),)
+        data_shardings = replicated if data_args else None
+    chunk = make_train_chunk(
+        train_step, shardings, replicated, data_shardings=data_shardings, stacked=loader is not None
+    )
     compiled = chunk.lower(state, np.int32(chunk_size), *data_args).compile()
     compile_seconds = time.perf_counter() - start
     logger.info("Compiled the train chunk (%d updates, %d seed(s)) in %.1f s", chunk_size, len(seeds), compile_seconds)
@@ -362,6 +389,8 @@ def _train(
                 stop = min(next_multiple(update, save_interval), next_multiple(update, eval_interval), end_update)
                 k = min(chunk_size, stop - update)
                 t0 = time.perf_counter()
+                if loader is not None:
+                    data_args = (loader.next_chunk(k, chunk_size),)
                 state, totals = compiled(state, np.int32(k), *data_args)
                 totals = jax.device_get(totals)  # the one host sync per chunk
                 elapsed = time.perf_counter() - t0
@@ -380,6 +409,8 @@ def _train(
                     save(update, state)
         finally:
             bar.close()
+            if loader is not None:
+                loader.close()
 
         env_steps = update * steps_per_update
         logger.info(

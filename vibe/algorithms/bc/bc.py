@@ -34,7 +34,7 @@ import optax
 
 from vibe.algorithms import algorithm, metrics
 from vibe.algorithms.bc.config import BCConfig
-from vibe.algorithms.bc.data import Normalizer, OfflineAlgorithm
+from vibe.algorithms.bc.data import Normalizer, OfflineAlgorithm, OfflineFrames
 from vibe.algorithms.metrics import Metrics
 from vibe.core import typing as at
 from vibe.data import normalize
@@ -108,7 +108,7 @@ class BC(OfflineAlgorithm):
         env_params: Any,
         *,
         env_id: str = "the env",
-        data: dict[str, Any] | None = None,
+        data: dict[str, Any] | OfflineFrames | None = None,
         norm_stats: dict[str, normalize.NormStats] | None = None,
     ) -> "BC":
         """``data`` from ``vibe.algorithms.bc.data.load``; None builds a record that only acts (a policy)."""
@@ -131,22 +131,22 @@ class BC(OfflineAlgorithm):
         net = self.network.init(net_key, algorithm.example_obs(obs_space))
         stats = self.norm_stats
         if stats is not None and self.discrete:
-            stats = {"obs": stats["obs"]}  # discrete actions are classes, not numbers to normalise
+            stats = {
+                k: v for k, v in stats.items() if k == "obs"
+            }  # discrete actions are classes, not numbers to normalise
         if len(obs_space.shape) == 3 and stats is not None:
             stats = {k: v for k, v in stats.items() if k != "obs"}  # images go through the encoder's own scaling
         normalizer = Normalizer.make(tuple(obs_space.shape), self.action_shape, stats)
         params = BCParams(net, normalizer)
         return BCState(params, self.optimizer.init(net), key, algorithm.counter())
 
-    def train_step(self, state: BCState) -> tuple[BCState, Metrics]:
-        """One Adam step on one sampled batch. Metrics: ``loss/bc``, ``bc/accuracy`` (discrete: greedy
-        first action equals the recorded one) or ``bc/mse`` (continuous, first action, env units)."""
-        key, sample_key = jax.random.split(state.key)
-        batch = self.sample(sample_key)
+    def update(self, state: BCState, batch: dict[str, at.Array]) -> tuple[BCState, Metrics]:
+        """One Adam step on ``batch``. Metrics: ``loss/bc``, ``bc/accuracy`` (discrete: greedy first action
+        equals the recorded one) or ``bc/mse`` (continuous, first action, env units)."""
         grads, info = jax.grad(bc_loss, argnums=1, has_aux=True)(self, state.params.net, state.params, batch)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params.net)
         params = dataclasses.replace(state.params, net=optax.apply_updates(state.params.net, updates))
-        state = dataclasses.replace(state, params=params, opt_state=opt_state, key=key, step=state.step + 1)
+        state = dataclasses.replace(state, params=params, opt_state=opt_state, step=state.step + 1)
         return state, metrics.without_episodes(info)
 
     def action_chunk(self, params: BCParams, obs: at.Array, key: at.Key, *, greedy: bool) -> at.Array:

@@ -107,7 +107,7 @@ def test_policy_record_without_data_has_the_same_params_shape_and_refuses_to_tra
     policy = BC.make(trained.config, env, params, env_id="CartPole-v1")
     shapes = lambda s: jax.tree.map(lambda x: (x.shape, x.dtype), s.params)  # noqa: E731
     assert shapes(jax.eval_shape(policy.init, jax.random.PRNGKey(0))) == shapes(trained.init(jax.random.PRNGKey(0)))
-    with pytest.raises(ValueError, match="without a dataset"):
+    with pytest.raises(ValueError, match=r"without in-memory data \(a policy record\)"):
         policy.train_step(policy.init(jax.random.PRNGKey(0)))
 
 

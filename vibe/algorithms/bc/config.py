@@ -21,9 +21,18 @@ class DataConfig:
     dataset: str = ""
     action_horizon: int = 1  # H: predict actions a_t .. a_{t+H-1} from o_t (1: one action)
     normalize: bool = False  # z-score states (and continuous actions) with the dataset's NormStats
-    batch_size: int = 256  # samples per update, drawn uniformly with replacement inside jit
+    batch_size: int = 256  # samples per update
+    # "memory": the whole dataset on the devices once, batches drawn uniformly with replacement inside jit.
+    # "stream": a torch DataLoader (seeded epochs, drop_last) reads batches from disk while training runs, for
+    # datasets that do not fit (images, video); its position is in every checkpoint, so resume is exact.
+    loader: Literal["memory", "stream"] = "memory"
+    num_workers: int = 2  # DataLoader worker processes of the streaming loader (0: read in the training process)
 
     def __post_init__(self) -> None:
+        if self.loader not in ("memory", "stream"):
+            raise ValueError(f"DataConfig.loader={self.loader!r} must be 'memory' or 'stream'")
+        if not isinstance(self.num_workers, int) or isinstance(self.num_workers, bool) or self.num_workers < 0:
+            raise ValueError(f"DataConfig.num_workers must be an integer >= 0, got {self.num_workers!r}")
         for name in ("action_horizon", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from vibe.algorithms import algorithm, metrics
-from vibe.algorithms.bc.data import Normalizer, OfflineAlgorithm
+from vibe.algorithms.bc.data import Normalizer, OfflineAlgorithm, OfflineFrames
 from vibe.algorithms.iql.config import IQLConfig
 from vibe.algorithms.metrics import Metrics
 from vibe.core import typing as at
@@ -124,7 +124,7 @@ class IQL(OfflineAlgorithm):
         env_params: Any,
         *,
         env_id: str = "the env",
-        data: dict[str, Any] | None = None,
+        data: dict[str, Any] | OfflineFrames | None = None,
         norm_stats: dict[str, normalize.NormStats] | None = None,
     ) -> "IQL":
         """``data`` from ``bc.data.load(..., transitions=True)``; None builds a record that only acts."""
@@ -138,14 +138,15 @@ class IQL(OfflineAlgorithm):
             raise ValueError(
                 f"IQL learns one action per state; pass --data.action-horizon 1 (got {config.data.action_horizon})"
             )
-        if data is not None and "next_obs" not in data:
+        if data is not None and not (data.transitions if isinstance(data, OfflineFrames) else "next_obs" in data):
             raise ValueError("IQL needs transitions: load the dataset with bc.data.load(..., transitions=True)")
         low, high = space.low.astype(np.float32), space.high.astype(np.float32)
         enc = config.encoder
         actor = GaussianActor(enc, tuple(low.tolist()), tuple(high.tolist()), config.log_std_min, config.log_std_max)
         stats = norm_stats if config.data.normalize else None
         if stats is not None:
-            stats = {"obs": stats["obs"]}  # actions stay in env units: the actor's mean is bounded there
+            # Actions stay in env units: the actor's mean is bounded there.
+            stats = {k: v for k, v in stats.items() if k == "obs"}
         return cls(
             config, env, env_params, data, stats, actor, TwinCritic(enc), ValueNetwork(enc), optax.adam(config.lr)
         )
@@ -164,11 +165,9 @@ class IQL(OfflineAlgorithm):
         target_critic = jax.tree.map(jnp.copy, params.critic)  # its own buffers: the runner donates the state
         return IQLState(params, target_critic, self.optimizer.init(trained(params)), key, algorithm.counter())
 
-    def train_step(self, state: IQLState) -> tuple[IQLState, Metrics]:
-        """One batch, one gradient step of the three losses, one Polyak step. Metrics: ``loss/value``,
+    def update(self, state: IQLState, batch: dict[str, at.Array]) -> tuple[IQLState, Metrics]:
+        """One gradient step of the three losses on ``batch``, one Polyak step. Metrics: ``loss/value``,
         ``loss/q``, ``loss/actor``, ``q/mean``, ``v/mean``, ``adv/mean``, ``weight/mean``."""
-        key, sample_key = jax.random.split(state.key)
-        batch = self.sample(sample_key)
         grads, info = jax.grad(iql_losses, argnums=1, has_aux=True)(
             self, trained(state.params), state.params.normalizer, state.target_critic, batch
         )
@@ -177,7 +176,7 @@ class IQL(OfflineAlgorithm):
         params = dataclasses.replace(state.params, actor=actor, critic=critic, value=value)
         target_critic = optax.incremental_update(critic, state.target_critic, self.config.tau)
         state = dataclasses.replace(
-            state, params=params, target_critic=target_critic, opt_state=opt_state, key=key, step=state.step + 1
+            state, params=params, target_critic=target_critic, opt_state=opt_state, step=state.step + 1
         )
         return state, metrics.without_episodes(info)
 
