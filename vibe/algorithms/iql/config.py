@@ -15,7 +15,7 @@ from vibe.networks.config import EncoderConfig
 
 @dataclasses.dataclass(frozen=True)
 class IQLConfig:
-    """Implicit Q-learning (continuous actions): expectile V, twin Q with a Polyak target, AWR actor."""
+    """Implicit Q-learning (Discrete or bounded Box actions): expectile V, twin Q with a Polyak target, AWR actor."""
 
     data: Data = dataclasses.field(default_factory=DataConfig)
     num_updates: int = 20_000  # gradient steps of the run (one batch each; V, Q and actor in every step)
@@ -25,7 +25,7 @@ class IQLConfig:
     max_weight: float = 100.0  # clip of the advantage weights
     gamma: float = 0.99  # discount factor
     tau: float = 0.005  # Polyak rate of the target critics
-    log_std_min: float = -5.0  # clip of the actor's state-independent log std
+    log_std_min: float = -5.0  # clip of the Gaussian actor's state-independent log std (Box actions only)
     log_std_max: float = 2.0
     encoder: EncoderConfig = dataclasses.field(
         default_factory=lambda: EncoderConfig(hidden_sizes=(256, 256), activation="relu")

@@ -13,9 +13,17 @@ before the step (as SAC here):
 - actor: advantage-weighted regression ``-exp(beta (min_i Q_target_i(s, a) - V(s))) log pi(a|s)``,
   weights clipped at ``max_weight``;
 
-then a Polyak step of the target critics. The actor is a Gaussian with a tanh-squashed mean scaled onto
-the action bounds and a state-independent log-std (the paper's); ``act`` returns its mean when greedy.
-Observations are z-scored with the dataset's NormStats under ``--data.normalize`` (in ``params``).
+then a Polyak step of the target critics. ``IQL.make`` picks the networks once from the action space:
+
+- bounded 1-D Box: critics ``Q(s, a)`` of the concatenated state and action (``TwinCritic``); the actor a
+  Gaussian with a tanh-squashed mean scaled onto the action bounds and a state-independent log-std (the
+  paper's); ``act`` returns its mean when greedy, else a sample clipped to the bounds;
+- Discrete(n): critics ``Q(s, .)`` with one output per action (two DQN ``QNetwork``s), read at the recorded
+  action; the actor a categorical policy (logits); ``act`` returns the argmax when greedy, else a sample.
+
+The losses see the networks only through ``critic(obs, action) -> [2, b]`` and the actor's ``log_prob``,
+``mode`` and ``sample``, so they are the same code for both. Observations are z-scored with the dataset's
+NormStats under ``--data.normalize`` (in ``params``); actions never are.
 """
 
 import dataclasses
@@ -36,9 +44,10 @@ from vibe.core import typing as at
 from vibe.data import normalize
 from vibe.envs import spaces
 from vibe.envs.env import Env
+from vibe.networks import heads
 from vibe.networks.encoder import Encoder
 from vibe.networks.heads import TORCH_DEFAULT_INIT
-from vibe.networks.models import TwinCritic
+from vibe.networks.models import QNetwork, TwinCritic
 
 
 class ValueNetwork(nn.Module):
@@ -53,7 +62,9 @@ class ValueNetwork(nn.Module):
 
 
 class GaussianActor(nn.Module):
-    """``obs -> (mean, log_std)``: mean = the tanh of a dense layer scaled onto ``[low, high]``."""
+    """``obs -> (mean, log_std)``: mean = the tanh of a dense layer scaled onto ``[low, high]``.
+
+    ``log_prob``, ``mode`` and ``sample`` read that output and use no parameters (call them unbound)."""
 
     encoder: Any
     low: Any
@@ -71,6 +82,67 @@ class GaussianActor(nn.Module):
         log_std = self.param("log_std", nn.initializers.zeros, (dim,))
         log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
         return mean, jnp.broadcast_to(log_std, mean.shape)
+
+    def log_prob(self, out: tuple[at.Array, at.Array], action: at.Array) -> at.Float[at.Array, " b"]:
+        mean, log_std = out
+        return (-0.5 * ((action - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)).sum(-1)
+
+    def mode(self, out: tuple[at.Array, at.Array]) -> at.Array:
+        return out[0]
+
+    def sample(self, out: tuple[at.Array, at.Array], key: at.Key) -> at.Array:
+        """A Gaussian sample clipped to the bounds."""
+        mean, log_std = out
+        sample = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        return jnp.clip(sample, jnp.asarray(self.low), jnp.asarray(self.high))
+
+
+class CategoricalActor(nn.Module):
+    """``obs -> logits [..., n]``: a torso and a ``Categorical`` head (near-uniform at start). ``log_prob``,
+    ``mode`` and ``sample`` as ``GaussianActor``'s, for integer actions."""
+
+    encoder: Any
+    num_actions: int
+
+    @nn.compact
+    def __call__(self, obs: at.Array) -> at.Array:
+        return heads.Categorical(self.num_actions)(Encoder(self.encoder, 1, TORCH_DEFAULT_INIT)(obs))
+
+    def log_prob(self, logits: at.Array, action: at.Array) -> at.Float[at.Array, " b"]:
+        return jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], axis=-1)[..., 0]
+
+    def mode(self, logits: at.Array) -> at.Array:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+    def sample(self, logits: at.Array, key: at.Key) -> at.Array:
+        return jax.random.categorical(key, logits).astype(jnp.int32)
+
+
+class DiscreteTwinCritic(nn.Module):
+    """Two independent ``QNetwork``s (DQN's), one Q value per action, stacked as ``TwinCritic`` stacks its
+    MLPs: ``q_values(obs) -> [2, ..., n]``; called with the actions, ``(obs, action int) -> [2, ...]``."""
+
+    encoder: Any
+    num_actions: int
+
+    def setup(self) -> None:
+        twin = nn.vmap(
+            QNetwork,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=2,
+        )
+        self.twin = twin(self.encoder, self.num_actions)
+
+    def q_values(self, obs: at.Array) -> at.Float[at.Array, "2 ... n"]:
+        return self.twin(obs)
+
+    def __call__(self, obs: at.Array, action: at.Array) -> at.Float[at.Array, "2 ..."]:
+        q = self.q_values(obs)
+        index = jnp.broadcast_to(action.astype(jnp.int32)[None, ..., None], (*q.shape[:-1], 1))
+        return jnp.take_along_axis(q, index, axis=-1)[..., 0]
 
 
 @flax.struct.dataclass
@@ -111,8 +183,8 @@ class IQL(OfflineAlgorithm):
     """IQL's static record, built once by ``IQL.make``."""
 
     name: ClassVar[str] = "iql"
-    actor: GaussianActor
-    critic: TwinCritic
+    actor: GaussianActor | CategoricalActor  # chosen by ``make`` from the action space, as ``critic``
+    critic: TwinCritic | DiscreteTwinCritic
     value: ValueNetwork
     optimizer: optax.GradientTransformation
 
@@ -128,9 +200,7 @@ class IQL(OfflineAlgorithm):
         norm_stats: dict[str, normalize.NormStats] | None = None,
     ) -> "IQL":
         """``data`` from ``bc.data.load(..., transitions=True)``; None builds a record that only acts."""
-        space = env.action_space(env_params)
-        if not isinstance(space, spaces.Box) or len(space.shape) != 1 or not space.bounded.all():
-            raise ValueError(f"IQL needs a bounded 1-D Box action space (continuous actions); {env_id} has {space!r}")
+        actor, critic = networks(config, env.action_space(env_params), env_id)
         obs_space = env.observation_space(env_params)
         if config.encoder.kind != "mlp" or len(obs_space.shape) != 1:
             raise ValueError(f"IQL reads flat observations through an mlp encoder; {env_id} observes {obs_space!r}")
@@ -140,21 +210,17 @@ class IQL(OfflineAlgorithm):
             )
         if data is not None and not (data.transitions if isinstance(data, OfflineFrames) else "next_obs" in data):
             raise ValueError("IQL needs transitions: load the dataset with bc.data.load(..., transitions=True)")
-        low, high = space.low.astype(np.float32), space.high.astype(np.float32)
-        enc = config.encoder
-        actor = GaussianActor(enc, tuple(low.tolist()), tuple(high.tolist()), config.log_std_min, config.log_std_max)
         stats = norm_stats if config.data.normalize else None
         if stats is not None:
-            # Actions stay in env units: the actor's mean is bounded there.
+            # Actions stay in env units: the actor's mean is bounded there (discrete ones are classes).
             stats = {k: v for k, v in stats.items() if k == "obs"}
-        return cls(
-            config, env, env_params, data, stats, actor, TwinCritic(enc), ValueNetwork(enc), optax.adam(config.lr)
-        )
+        value = ValueNetwork(config.encoder)
+        return cls(config, env, env_params, data, stats, actor, critic, value, optax.adam(config.lr))
 
     def init(self, key: at.Key) -> IQLState:
         key, actor_key, critic_key, value_key = jax.random.split(key, 4)
         obs_space, space = self.env.observation_space(self.env_params), self.env.action_space(self.env_params)
-        obs, action = jnp.zeros(obs_space.shape, jnp.float32), jnp.zeros(space.shape, jnp.float32)
+        obs, action = jnp.zeros(obs_space.shape, jnp.float32), jnp.zeros(space.shape, space.dtype)
         normalizer = Normalizer.make(tuple(obs_space.shape), tuple(space.shape), self.norm_stats)
         params = IQLParams(
             self.actor.init(actor_key, obs),
@@ -181,16 +247,29 @@ class IQL(OfflineAlgorithm):
         return state, metrics.without_episodes(info)
 
     def act(self, params: IQLParams, obs: at.Array, key: at.Key, *, greedy: bool) -> at.Array:
-        """The actor's mean when ``greedy``, else a Gaussian sample clipped to the bounds."""
-        mean, log_std = cast(tuple[at.Array, at.Array], self.actor.apply(params.actor, params.normalizer.obs(obs)))
-        if greedy:
-            return mean
-        sample = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-        return jnp.clip(sample, jnp.asarray(self.actor.low), jnp.asarray(self.actor.high))
+        """The actor's mode when ``greedy`` (the Gaussian's mean, the logits' argmax), else a sample (a
+        Gaussian one clipped to the bounds, a categorical one)."""
+        out: Any = self.actor.apply(params.actor, params.normalizer.obs(obs))
+        return self.actor.mode(out) if greedy else self.actor.sample(out, key)
+
+
+def networks(
+    config: IQLConfig, space: spaces.Space, env_id: str
+) -> tuple[GaussianActor, TwinCritic] | tuple[CategoricalActor, DiscreteTwinCritic]:
+    """The actor and critics of ``space`` (the module docstring); anything but Discrete or a bounded 1-D Box
+    raises."""
+    enc = config.encoder
+    if isinstance(space, spaces.Discrete):
+        return CategoricalActor(enc, space.n), DiscreteTwinCritic(enc, space.n)
+    if isinstance(space, spaces.Box) and len(space.shape) == 1 and space.bounded.all():
+        low, high = space.low.astype(np.float32), space.high.astype(np.float32)
+        bounds = tuple(low.tolist()), tuple(high.tolist())
+        return GaussianActor(enc, *bounds, config.log_std_min, config.log_std_max), TwinCritic(enc)
+    raise ValueError(f"IQL needs Discrete or bounded 1-D Box actions; {env_id} has {space!r}")
 
 
 def critic_values(static: IQL, critic: Any, obs: at.Array, action: at.Array) -> at.Float[at.Array, "2 b"]:
-    """Both critics' Q(obs, action), stacked on a leading axis of 2."""
+    """Both critics' Q(obs, action), stacked on a leading axis of 2 (discrete: the recorded actions' entries)."""
     return cast(at.Array, static.critic.apply(critic, obs, action))
 
 
@@ -213,7 +292,7 @@ def iql_losses(
     actor, critic, value = nets
     frozen_value = jax.lax.stop_gradient(value)
     obs, next_obs = normalizer.obs(batch["obs"]), normalizer.obs(batch["next_obs"])
-    action = batch["action"][:, 0]  # horizon 1
+    action = batch["action"][:, 0]  # horizon 1: [b, act] floats or [b] int32
 
     target_q = jnp.min(critic_values(static, target_critic, obs, action), axis=0)  # [b], no gradient (target)
     v = state_value(static, value, obs)
@@ -226,8 +305,7 @@ def iql_losses(
 
     advantage = jax.lax.stop_gradient(target_q - v)  # V before this step, as the critics' target uses
     weight = jnp.minimum(jnp.exp(config.temperature * advantage), config.max_weight)
-    mean, log_std = cast(tuple[at.Array, at.Array], static.actor.apply(actor, obs))
-    log_prob = (-0.5 * ((action - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)).sum(-1)
+    log_prob = static.actor.log_prob(cast(Any, static.actor.apply(actor, obs)), action)
     actor_loss = -(weight * log_prob).mean()
 
     info = {
