@@ -16,14 +16,14 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter
 
 from vibe.logging.metrics import read_metrics
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +78,13 @@ def extract_curve(rows: Sequence[dict[str, Any]], label: str, metric: str, x: st
     return Curve(label, xs, ys, eval_x[np.isfinite(eval_x)], eval_y[np.isfinite(eval_x)])
 
 
-def make_figure(curves: Sequence[Curve], metric: str, x: str = "step") -> Figure:
+def make_figure(curves: Sequence[Curve], metric: str, x: str = "step") -> "Figure":
     """One axes, one line (and eval marker) per curve, in matplotlib's default colour cycle."""
+    # Imported here, not at the top: commands that never draw (--help, a refused start, a server) skip it.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import EngFormatter
+
     fig = Figure(figsize=(8, 5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()

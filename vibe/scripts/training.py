@@ -8,17 +8,11 @@ from typing import Any
 import jax
 
 from vibe.algorithms.algorithm import Algorithm
-from vibe.algorithms.bc import data as offline_data
-from vibe.algorithms.bc.bc import BC
 from vibe.algorithms.bc.config import BCConfig
 from vibe.algorithms.dqn.config import DQNConfig
-from vibe.algorithms.dqn.dqn import DQN
 from vibe.algorithms.iql.config import IQLConfig
-from vibe.algorithms.iql.iql import IQL
 from vibe.algorithms.ppo.config import PPOConfig
-from vibe.algorithms.ppo.ppo import PPO
 from vibe.algorithms.sac.config import SACConfig
-from vibe.algorithms.sac.sac import SAC
 from vibe.config.train_config import TrainConfig
 from vibe.core import serialize
 from vibe.envs import registry
@@ -41,12 +35,20 @@ def make_algorithm(config: TrainConfig) -> Algorithm:
         raise ValueError(f"TrainConfig.env: {message}") from e
     if isinstance(config.algo, BCConfig | IQLConfig):
         return make_offline(config, env, env_params)
+    # Each algorithm's module is imported when a run uses it: a run pays only for its own imports
+    # (DQN's brings flashbax, the offline ones the data stack).
     match config.algo:
         case PPOConfig():
+            from vibe.algorithms.ppo.ppo import PPO
+
             return PPO.make(config.algo, env, env_params, env_id=config.env)
         case DQNConfig():
+            from vibe.algorithms.dqn.dqn import DQN
+
             return DQN.make(config.algo, env, env_params, env_id=config.env)
         case SACConfig():
+            from vibe.algorithms.sac.sac import SAC
+
             return SAC.make(config.algo, env, env_params, env_id=config.env)
     raise TypeError(f"no algorithm for {type(config.algo).__name__}")
 
@@ -72,6 +74,10 @@ def make_offline(config: TrainConfig, env: Any, env_params: Any) -> Algorithm:
     (``--data.loader memory``) or opened for the streaming loader (``stream``).
 
     The dataset must have been recorded in ``config.env`` (``meta/vibe.json``), where evaluation runs."""
+    from vibe.algorithms.bc import data as offline_data
+    from vibe.algorithms.bc.bc import BC
+    from vibe.algorithms.iql.iql import IQL
+
     algo = config.algo
     assert isinstance(algo, BCConfig | IQLConfig)
     iql = isinstance(algo, IQLConfig)

@@ -24,9 +24,8 @@ import numpy as np
 from vibe.algorithms import metrics
 from vibe.algorithms.algorithm import Algorithm
 from vibe.checkpoint import manager as checkpoints
-from vibe.logging import console
+from vibe.logging import console, plot
 from vibe.logging.metrics import MetricsWriter, truncate_metrics
-from vibe.logging.plot import plot_run
 from vibe.logging.wandb_logger import WandbLogger
 from vibe.sharding import distributed, fsdp
 from vibe.sharding import mesh as mesh_lib
@@ -150,7 +149,7 @@ def train(
     if not primary:
         return result
     try:
-        logger.info("Learning curve: %s", plot_run(run_dir))
+        logger.info("Learning curve: %s", plot.plot_run(run_dir))
     except ValueError as e:  # nothing to draw yet (no finished episode): not worth failing a run
         logger.warning("No learning curve: %s", e)
     return result
