@@ -167,6 +167,17 @@ _PRESETS: list[tuple[str, TrainConfig]] = [
         ),
     ),
     (
+        "Implicit Q-learning (discrete: per-action Q heads, a categorical actor) on CartPole-v1 from "
+        "--data.dataset PATH: 1k updates of 256 samples, Adam 1e-3, Polyak 0.02, normalised states; from 100 "
+        "uniformly random episodes (mean return 22) a greedy return of 240-320 (best 330-490, 3 seeds).",
+        TrainConfig(
+            name="cartpole_iql",
+            env="CartPole-v1",
+            algo=IQLConfig(num_updates=1_000, lr=1e-3, tau=0.02, data=DataConfig(normalize=True)),
+            runner=RunnerConfig(eval_every=250),
+        ),
+    ),
+    (
         "A tiny PPO run on CartPole-v1 that finishes in seconds (for checking a setup).",
         TrainConfig(
             name="debug",

@@ -14,7 +14,7 @@ from vibe.config.train_config import TrainConfig
 from vibe.core import serialize
 from vibe.networks.config import EncoderConfig
 
-REQUIRED = {"cartpole_ppo", "cartpole_dqn", "pendulum_sac", "pendulum_ppo", "acrobot_ppo", "debug"}
+REQUIRED = {"cartpole_ppo", "cartpole_dqn", "pendulum_sac", "pendulum_ppo", "acrobot_ppo", "cartpole_iql", "debug"}
 
 
 def test_required_presets_are_registered_under_their_own_names():
