@@ -73,11 +73,21 @@ def _opened(manager_or_dir: Any) -> Iterator[Any]:
         cleanup_tmp_directories=False,
         enable_async_checkpointing=False,
     )
-    manager = ocp.CheckpointManager(directory, options=options)
+    absl = logging.getLogger("absl")
+    absl.addFilter(_read_only_notice)
+    try:
+        manager = ocp.CheckpointManager(directory, options=options)
+    finally:
+        absl.removeFilter(_read_only_notice)
     try:
         yield manager
     finally:
         manager.close()
+
+
+def _read_only_notice(record: logging.LogRecord) -> bool:
+    """Drops orbax's "Given directory is read only" warning: reading is all a read-only manager is for."""
+    return not record.getMessage().startswith("Given directory is read only")
 
 
 def _directory(manager_or_dir: Any) -> str:

@@ -168,7 +168,8 @@ def summary(root: Path) -> str:
     batch = reader.get_batch(np.arange(len(reader)))
     episodes = np.unique(batch["episode_index"])
     returns = [batch["next.reward"][batch["episode_index"] == e].sum() for e in episodes]
-    return f"wrote {len(episodes)} episodes ({len(reader):,} frames, mean return {np.mean(returns):.1f}) to {root}"
+    count = f"{len(episodes)} episode{'' if len(episodes) == 1 else 's'}"
+    return f"wrote {count} ({len(reader):,} frames, mean return {np.mean(returns):.1f}) to {root}"
 
 
 def main(argv: list[str] | None = None) -> Path:

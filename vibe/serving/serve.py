@@ -59,6 +59,9 @@ def _create_trained_policy() -> Callable[..., Policy]:
 
 def main(args: Args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname).1s %(asctime)s %(name)s] %(message)s")
+    # orbax logs every step of the restore at INFO through absl, and JAX that this machine has no TPU.
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     run_dir = user_path(args.policy.dir)
     try:
         step = parse_step(args.policy.step)

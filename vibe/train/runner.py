@@ -413,12 +413,13 @@ def _train(
 
         env_steps = update * steps_per_update
         logger.info(
-            "Trained %s %s × %d seed(s) in %.1f s (%s steps/s after compile)",
+            "Trained %s %s × %d seed(s) in %.1f s (%s %s/s after compile)",
             f"{(update - start_update) * steps_per_update:,}",
             unit,
             len(seeds),
             train_seconds,
             f"{(update - start_update) * steps_per_update * len(seeds) / max(train_seconds, 1e-9):,.0f}",
+            "steps" if data is None else "samples",
         )
         if update < total_updates:
             logger.info("Stopped at update %d of %d; continue with --resume", update, total_updates)
