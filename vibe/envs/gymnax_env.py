@@ -19,6 +19,9 @@ maps 255 to 1), which would squash a 0/1 plane to [-1, -0.99].
 
 import dataclasses
 import difflib
+import importlib
+import sys
+import types
 from typing import Any
 
 import jax
@@ -36,9 +39,43 @@ CLASSIC_CONTROL = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1",
 MINATAR = ("Breakout-MinAtar", "SpaceInvaders-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar")
 
 
+# Modules gymnax imports at its own import for its renderers only (gymnax/environments/misc/*.py), never used
+# to step an env: seaborn (with pandas) took 1.5 s and pyplot 0.45 s of the 2.1 s `import gymnax` here.
+_RENDERING_ONLY = ("seaborn", "matplotlib.pyplot")
+
+
+class _Deferred(types.ModuleType):
+    """Stands in for a module that gymnax imports but uses only to render: the real module is imported at the
+    first attribute read (a render call). ``importlib.util.LazyLoader`` cannot do this here: CPython's import
+    statement reads ``__spec__``, which makes a lazy module load at once."""
+
+    def __getattr__(self, attr: str) -> Any:
+        real = importlib.import_module(self.__name__)
+        self.__dict__.update(real.__dict__)
+        return getattr(real, attr)
+
+
+def import_gymnax() -> Any:
+    """``import gymnax``, with seaborn and pyplot deferred (``_Deferred``) during that import only: other code
+    that imports them afterwards gets the real modules."""
+    if "gymnax" in sys.modules:
+        return sys.modules["gymnax"]
+    deferred = [name for name in _RENDERING_ONLY if name not in sys.modules]
+    for name in deferred:
+        sys.modules[name] = _Deferred(name)
+    try:
+        import gymnax
+    finally:
+        for name in deferred:
+            if isinstance(sys.modules.get(name), _Deferred):
+                del sys.modules[name]
+    return gymnax
+
+
 def convert_space(space: Any) -> spaces.Discrete | spaces.Box:
     """Converts a gymnax ``Discrete``/``Box`` to the vibe space with the same (real) bounds."""
-    from gymnax.environments import spaces as gymnax_spaces  # see GymnaxEnv.__post_init__
+    import_gymnax()  # see GymnaxEnv.__post_init__
+    from gymnax.environments import spaces as gymnax_spaces
 
     if isinstance(space, gymnax_spaces.Discrete):
         return spaces.Discrete(int(space.n))
@@ -84,7 +121,7 @@ class GymnaxEnv:
     def __post_init__(self) -> None:
         # Imported here, not at the top: importing gymnax creates arrays, which starts JAX's backend,
         # and a multi-host run must call jax.distributed.initialize before that.
-        import gymnax
+        gymnax = import_gymnax()
 
         if self.name not in gymnax.registered_envs:
             close = difflib.get_close_matches(self.name, gymnax.registered_envs, n=3)

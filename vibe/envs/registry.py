@@ -27,8 +27,7 @@ EXCLUDED = {"MNISTBandit-bsuite": "it downloads MNIST when built; vibe runs offl
 
 
 def _gymnax_ids() -> list[str]:
-    import gymnax  # lazily: see the module docstring
-
+    gymnax = gymnax_env.import_gymnax()  # lazily: see the module docstring
     return [name for name in gymnax.registered_envs if name not in EXCLUDED]
 
 
