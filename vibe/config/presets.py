@@ -63,18 +63,22 @@ _PRESETS: list[tuple[str, TrainConfig]] = [
         TrainConfig(name="pendulum_sac", env="Pendulum-v1", algo=SACConfig()),
     ),
     (
-        "PPO with PureJaxRL's MinAtar CNN (16 3x3 filters, relu 64) on Breakout-MinAtar, 1M steps: greedy return "
-        "11.5 at 197k steps, 21.5 from 393k to the end (seed 0).",
+        "PPO with PureJaxRL's MinAtar CNN (16 3x3 filters, relu 64) on Breakout-MinAtar, 2M steps (lr 2.5e-3, "
+        "entropy 0.03): greedy return 29 at the end (seed 0; 20 at 393k, 28 from 655k, 28.3 at 1M; seed 1: 17.6 at "
+        "1M, 25.4 at the end).",
         TrainConfig(
             name="breakout_minatar_ppo",
             env="Breakout-MinAtar",
             algo=PPOConfig(
                 num_envs=64,
                 num_steps=128,
-                total_timesteps=1_000_000,
+                total_timesteps=2_000_000,
                 update_epochs=4,
                 num_minibatches=8,
-                lr=5e-3,
+                # PureJaxRL's MLP settings (lr 5e-3, entropy 0.01, 1M steps) stop this CNN at greedy 21.5; lr 2.5e-3
+                # (22.4), 32-step rollouts (16.7) or relu 256 (22.4) stop near 22 too; entropy 0.03 gets seed 0 past it.
+                lr=2.5e-3,
+                ent_coef=0.03,
                 encoder=EncoderConfig(kind="cnn", hidden_sizes=(64,), activation="relu", cnn=MINATAR_CNN),
             ),
         ),
