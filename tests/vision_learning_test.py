@@ -56,12 +56,16 @@ def greedy_after(preset: str, env_steps: int) -> np.ndarray:
 BREAKOUT_STEPS, BREAKOUT_THRESHOLD = 262_144, 8.0
 # breakout_minatar_ppo_vit: greedy 3.0 / 6.5 / 13.5 / 12.5 / 15.5 after 66k / 131k / 197k / 262k / 524k steps.
 VIT_STEPS, VIT_THRESHOLD = 196_608, 5.0
-# pixel_cartpole_ppo: the preset's full run; no curve measured yet, so the gate is skipped until one is.
+# pixel_cartpole_ppo, its full 492k-step `train` run: greedy 18.7 / 10.1 / 32.0 / 35.6 / 37.2 after
+# 49k / 98k / 147k / 197k / 246k steps, 38.0 at the end (training return 42.4), at ~816 steps/s: it does not
+# reach 400, so the gate stays skipped. No shorter gate is decisive: this file's own seeding (init from
+# PRNGKey(0), not the runner's split key) is still at greedy 9.5 (one action everywhere) after 147k steps,
+# which took 241 s.
 PIXEL_STEPS, PIXEL_THRESHOLD = 491_520, 400.0
 
 
 @pytest.mark.learning
-@pytest.mark.skip(reason="pixel_cartpole_ppo's curve is not measured yet: read N off it, then enable")
+@pytest.mark.skip(reason="pixel_cartpole_ppo ends at greedy 38, not 400 (measured; see the comment above)")
 def test_cnn_ppo_balances_pixel_cartpole():
     returns = greedy_after("pixel_cartpole_ppo", PIXEL_STEPS)
     assert returns.mean() >= PIXEL_THRESHOLD, f"greedy returns {returns}"

@@ -103,7 +103,8 @@ _PRESETS: list[tuple[str, TrainConfig]] = [
         ),
     ),
     (
-        "PPO with a small CNN on PixelCartPole-v1 (resized to 32x32, grayscale, 2 frames stacked), 492k steps.",
+        "PPO with a small CNN on PixelCartPole-v1 (resized to 32x32, grayscale, 2 frames stacked), 492k steps: "
+        "greedy return 38 at the end (seed 0), short of CartPole's 400.",
         TrainConfig(
             name="pixel_cartpole_ppo",
             env="PixelCartPole-v1",
