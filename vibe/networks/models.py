@@ -5,6 +5,8 @@ C57): orthogonal weights with gain sqrt(2) in hidden layers, 0.01 on the policy 
 head, zero biases. SAC's networks use PyTorch's default init, as the baselines it is compared with.
 """
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -70,6 +72,14 @@ class Actor(nn.Module):
         return self.head(Encoder(self.encoder, 1, heads.TORCH_DEFAULT_INIT)(obs))
 
 
+def twin(module: type[nn.Module]) -> Any:
+    """``module`` twice, with independent parameters stacked on a leading axis of 2 and one batched call
+    (outputs ``[2, ...]``): one batched matmul per layer instead of two small ones (faster on CPU and GPU)."""
+    return nn.vmap(
+        module, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None, out_axes=0, axis_size=2
+    )
+
+
 class TwinCritic(nn.Module):
     """Two independent Q MLPs, ``(obs, action) -> q [2, ...]``.
 
@@ -81,15 +91,7 @@ class TwinCritic(nn.Module):
 
     @nn.compact
     def __call__(self, obs: at.Float[at.Array, "... obs"], action: at.Float[at.Array, "... act"]) -> at.Array:
-        twin = nn.vmap(
-            MLP,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=None,
-            out_axes=0,
-            axis_size=2,
-        )
         x = jnp.concatenate([obs, action], axis=-1)
         init = heads.TORCH_DEFAULT_INIT
-        q = twin(self.encoder.hidden_sizes, self.encoder.activation, 1, init, init)(x)
+        q = twin(MLP)(self.encoder.hidden_sizes, self.encoder.activation, 1, init, init)(x)
         return jnp.squeeze(q, -1)

@@ -47,7 +47,7 @@ from vibe.envs.env import Env
 from vibe.networks import heads
 from vibe.networks.encoder import Encoder
 from vibe.networks.heads import TORCH_DEFAULT_INIT
-from vibe.networks.models import QNetwork, TwinCritic
+from vibe.networks.models import QNetwork, TwinCritic, twin
 
 
 class ValueNetwork(nn.Module):
@@ -126,15 +126,7 @@ class DiscreteTwinCritic(nn.Module):
     num_actions: int
 
     def setup(self) -> None:
-        twin = nn.vmap(
-            QNetwork,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=None,
-            out_axes=0,
-            axis_size=2,
-        )
-        self.twin = twin(self.encoder, self.num_actions)
+        self.twin = twin(QNetwork)(self.encoder, self.num_actions)
 
     def q_values(self, obs: at.Array) -> at.Float[at.Array, "2 ... n"]:
         return self.twin(obs)
