@@ -364,7 +364,7 @@ def _attempt[T](read: Callable[[int], T], step: int, directory: str) -> tuple[bo
     TensorStore spec when they are collected; they are collected here and logged at debug level instead.
     """
     previous = sys.unraisablehook
-    sys.unraisablehook = lambda hook: logger.debug("while reading checkpoint %d: %s", step, hook.exc_value)
+    sys.unraisablehook = _log_unraisable
     failed = False
     try:
         return True, read(step), ""
@@ -378,6 +378,17 @@ def _attempt[T](read: Callable[[int], T], step: int, directory: str) -> tuple[bo
         if failed:
             gc.collect()
         sys.unraisablehook = previous
+
+
+def _log_unraisable(hook: Any) -> None:
+    """The unraisable hook while a checkpoint is read: one debug line, keeping no reference to the error.
+
+    A module-level function on purpose: CPython calls the hook through a borrowed reference, so a per-call
+    lambda that the reading thread restores away while orbax's thread is still inside it is freed mid-call
+    (a segfault, seen under load).
+    """
+    why = _first_line(hook.exc_value) if hook.exc_value is not None else str(hook.err_msg)
+    logger.debug("ignored while reading a checkpoint: %s", why)
 
 
 def _first_line(error: BaseException) -> str:
