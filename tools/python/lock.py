@@ -23,9 +23,10 @@ def main() -> int:
         uv, "pip", "compile", "--quiet", "--generate-hashes", "--no-header",
         "--python-version", "3.12", "--python-platform", "x86_64-manylinux_2_28",
         "--index-url", os.environ.get("VIBE_PIP_INDEX_URL", "https://pypi.org/simple"),
-        os.path.join(workspace, "requirements.in"), "-o", os.path.join(workspace, "requirements_lock.txt"),
+        "requirements.in", "-o", "requirements_lock.txt",
     ]  # fmt: skip
-    return subprocess.run(cmd).returncode
+    # Relative paths from the workspace: the lock's "# via -r requirements.in" comments name no machine's path.
+    return subprocess.run(cmd, cwd=workspace).returncode
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The batcher in-process: padding to fixed sizes, per-row results, failure isolation, a bounded queue."""
 
 import asyncio
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from vibe.policies.policy import array_spec
-from vibe.serving.batching import Batcher, Busy, PolicyError, batch_sizes
+from vibe.serving.batching import INLINE_MAX_S, Batcher, Busy, PolicyError, batch_sizes
 from vibe.serving.fake_policy import FakePolicy, expected_actions
 from vibe.serving.server import PolicyServer, ServerConfig
 
@@ -116,3 +117,50 @@ def test_warm_up_compiles_every_size_and_load_compiles_nothing():
     for obs, result in zip(observations, results, strict=True):
         assert isinstance(result.output["actions"], np.ndarray)  # JAX output converted for the codec
         np.testing.assert_allclose(result.output["actions"], 2 * obs["state"])
+
+
+class ThreadRecordingPolicy(FakePolicy):
+    """FakePolicy that records which thread ran each ``infer_batch``."""
+
+    def __init__(self, delay_ms: float = 0.0) -> None:
+        super().__init__(SPEC, (2,), delay_ms=delay_ms)
+        self.threads: list[int] = []
+
+    def infer_batch(self, obs):
+        self.threads.append(threading.get_ident())
+        return super().infer_batch(obs)
+
+
+def test_a_lone_client_of_a_fast_policy_runs_inline_and_anything_else_goes_to_the_worker():
+    clients = [1]
+    policy = ThreadRecordingPolicy()
+    batcher = Batcher(policy, ["state"], max_batch=4, max_wait_s=0.0, max_queue=8, active_clients=lambda: clients[0])
+    obs = {"state": np.array([1, 2, 3], np.float32)}
+    assert batcher.try_inline(obs) is None  # nothing measured yet
+    batcher.warm_up(obs)
+    assert policy.batch_sizes == [1, 2, 4, 1]  # every size, then batch 1 timed after its compile
+    policy.threads.clear()
+    result = batcher.try_inline(obs)
+    assert result is not None and result.batch_size == 1 and result.queue_ms == 0.0
+    np.testing.assert_allclose(result.output["actions"], expected_actions(obs, (2,)))
+    assert policy.threads == [threading.get_ident()]
+    clients[0] = 2  # another client is active: batching beats the saved hop
+    assert batcher.try_inline(obs) is None
+
+    async def queued():
+        clients[0] = 1
+        batcher.submit(obs)  # the worker never started: this stays queued
+        assert batcher.try_inline(obs) is None
+
+    asyncio.run(queued())
+    assert len(policy.threads) == 1
+
+
+def test_a_slow_policy_never_runs_inline():
+    policy = ThreadRecordingPolicy(delay_ms=2 * INLINE_MAX_S * 1e3)
+    batcher = Batcher(policy, ["state"], max_batch=2, max_wait_s=0.0, max_queue=8)
+    obs = {"state": np.zeros(3, np.float32)}
+    batcher.warm_up(obs)
+    assert batcher.try_inline(obs) is None
+    (result,) = run_concurrently(batcher, [obs])
+    assert result.batch_size == 1 and policy.threads[-1] != threading.get_ident()  # the worker ran it
