@@ -113,3 +113,21 @@ def test_to_signed_unit_endpoints():
     np.testing.assert_allclose(out[2], 51 / 255 * 2 - 1, rtol=1e-6)
     with pytest.raises(ValueError, match="expects uint8"):
         image.to_signed_unit(np.zeros(3, np.float32))
+
+
+@pytest.mark.parametrize(
+    ("in_hw", "out_hw"),
+    [((64, 64), (32, 32)), ((84, 84), (28, 42)), ((30, 40), (10, 10)), ((64, 48), (48, 36)), ((5, 7), (12, 17))],
+)
+def test_resize_matches_jax_image_resize(in_hw, out_hw):
+    """The stencil (integer shrink factors: 2, 3, 4) and matmul (any other factor) paths compute
+    ``jax.image.resize``'s antialiased linear resize; float results agree to rounding, uint8 ones to 1."""
+    img = _random_uint8((2, *in_hw, 3))
+    floats = img.astype(np.float32) / 255
+    content = image.resized_shape(*in_hw, *out_hw)
+    expected = jax.image.resize(floats, (2, *content, 3), method="linear", antialias=True)
+    top, left = (out_hw[0] - content[0]) // 2, (out_hw[1] - content[1]) // 2
+    window = (slice(None), slice(top, top + content[0]), slice(left, left + content[1]))
+    np.testing.assert_allclose(image.resize_with_pad(floats, *out_hw)[window], expected, atol=1e-5)
+    uint8 = np.asarray(image.resize_with_pad(img, *out_hw))[window].astype(int)
+    assert np.abs(uint8 - np.clip(np.round(np.asarray(expected) * 255), 0, 255)).max() <= 1
