@@ -99,20 +99,16 @@ def _resize_axis(x: at.Array, axis: int, size: int) -> at.Array:
         return x
     if n % size == 0:  # shrink by an integer factor: out[o] = sum_k taps[o, k] * x[stride * o + lo + k]
         stride, lo, taps = _stencil(n, size)
+        left = max(0, -lo)  # zero padding so that every tap's slice lies inside the array
         pad = [(0, 0)] * x.ndim
-        pad[axis] = (max(0, -lo), max(0, stride * (size - 1) + lo + taps.shape[1] - n))
+        pad[axis] = (left, max(0, stride * (size - 1) + lo + taps.shape[1] - n))
         x = jnp.pad(x, pad)
-        start = max(0, -lo) + lo
         shape = [1] * x.ndim
         shape[axis] = size
-        out = None
-        for k in range(taps.shape[1]):
-            term = lax.slice_in_dim(x, start + k, start + k + stride * (size - 1) + 1, stride, axis) * jnp.asarray(
-                taps[:, k].reshape(shape)
-            )
-            out = term if out is None else out + term
-        assert out is not None
-        return out
+        first = left + lo  # where tap 0 of output 0 reads
+        end = stride * (size - 1) + 1
+        slices = (lax.slice_in_dim(x, first + k, first + k + end, stride, axis) for k in range(taps.shape[1]))
+        return sum(s * jnp.asarray(taps[:, k].reshape(shape)) for k, s in enumerate(slices))
     weights = jnp.asarray(_linear_weights(n, size))
     return jnp.moveaxis(jnp.tensordot(weights, jnp.moveaxis(x, axis, 0), axes=1), 0, axis)
 

@@ -172,7 +172,10 @@ class Batcher:
         """A lone client's request run on this thread, or None: submit it instead (module docstring)."""
         if self._queue or self._lone_s > INLINE_MAX_S or self._policy_lock.locked() or self._active_clients() > 1:
             return None
-        output, size, seconds = self.run_padded([obs])
+        try:
+            output, size, seconds = self.run_padded([obs])
+        except Exception:
+            raise PolicyError(traceback.format_exc()) from None  # as the worker reports it
         self._on_batch(1, seconds)
         return Result(_row(output, 0, size), seconds * 1e3, 0.0, 1)
 

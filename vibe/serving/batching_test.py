@@ -164,3 +164,12 @@ def test_a_slow_policy_never_runs_inline():
     assert batcher.try_inline(obs) is None
     (result,) = run_concurrently(batcher, [obs])
     assert result.batch_size == 1 and policy.threads[-1] != threading.get_ident()  # the worker ran it
+
+
+def test_an_inline_call_that_raises_is_a_policy_error_with_its_traceback():
+    policy = FakePolicy(SPEC, (2,), fail_value=-1.0)
+    batcher = Batcher(policy, ["state"], max_batch=2, max_wait_s=0.0, max_queue=8)
+    batcher.warm_up({"state": np.zeros(3, np.float32)})
+    with pytest.raises(PolicyError, match=r"(?s)Traceback.*fail_value"):
+        batcher.try_inline({"state": np.array([-1.0, 0, 0], np.float32)})
+    assert batcher.try_inline({"state": np.zeros(3, np.float32)}) is not None  # the next request is served

@@ -352,6 +352,21 @@ def test_policy_failure_sends_traceback_then_1011_and_spares_the_batch():
         assert_served(proc.port)
 
 
+def test_a_lone_clients_failing_request_gets_the_traceback_then_1011():
+    # No delay: a lone client's requests run inline (batching.try_inline), not on the worker thread.
+    with ServerProcess("--obs", OBS_SPEC, "--fail-value", "-999") as proc:
+        assert_served(proc.port)
+        with connect(proc.port) as ws:
+            ws.recv(timeout=10)
+            ws.send(msgpack_numpy.packb({**observation(), "state": np.array([-999, 0, 0, 0], np.float32)}))
+            reply = ws.recv(timeout=10)
+            assert isinstance(reply, str) and "fail_value" in reply and "Traceback" in reply, reply
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+        assert_served(proc.port)
+
+
 def test_overload_gets_busy_not_memory():
     with ServerProcess("--obs", OBS_SPEC, "--delay-ms", "50", "--max-batch", "1", "--max-queue", "1") as proc:
         outcomes: list[str] = []
