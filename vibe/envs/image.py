@@ -107,8 +107,11 @@ def _resize_axis(x: at.Array, axis: int, size: int) -> at.Array:
         shape[axis] = size
         first = left + lo  # where tap 0 of output 0 reads
         end = stride * (size - 1) + 1
-        slices = (lax.slice_in_dim(x, first + k, first + k + end, stride, axis) for k in range(taps.shape[1]))
-        return sum(s * jnp.asarray(taps[:, k].reshape(shape)) for k, s in enumerate(slices))
+        terms = [
+            lax.slice_in_dim(x, first + k, first + k + end, stride, axis) * jnp.asarray(taps[:, k].reshape(shape))
+            for k in range(taps.shape[1])
+        ]
+        return functools.reduce(jnp.add, terms)
     weights = jnp.asarray(_linear_weights(n, size))
     return jnp.moveaxis(jnp.tensordot(weights, jnp.moveaxis(x, axis, 0), axes=1), 0, axis)
 
