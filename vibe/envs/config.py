@@ -2,7 +2,7 @@
 
 The config layer composes it into ``TrainConfig.wrappers`` (flags ``--wrappers.frame-stack 4``);
 ``vibe.envs.registry.make(env_id, wrappers)`` applies it to the plain env in a fixed order,
-innermost first: resize → grayscale → frame stack, all below the auto-reset that training adds
+innermost first: resize → grayscale → invert → frame stack, all below the auto-reset that training adds
 (so a stack never holds frames of two episodes). The defaults change nothing.
 """
 
@@ -16,6 +16,7 @@ class WrapperConfig:
     # (height, width) to resize images to with aspect-preserving padding; None keeps the env's size
     resize: tuple[int, int] | None = None
     grayscale: bool = False  # RGB to one luma channel (ITU-R BT.601 weights); needs 3-channel images
+    invert: bool = False  # the negative image (uint8 255 - x): a white background becomes black
     frame_stack: int = 1  # observations are the last N frames concatenated on the channel axis (1: off)
 
     def __post_init__(self) -> None:
@@ -28,6 +29,8 @@ class WrapperConfig:
             object.__setattr__(self, "resize", resize)
         if not isinstance(self.grayscale, bool):
             raise ValueError(f"WrapperConfig.grayscale must be True or False, got {self.grayscale!r}.")
+        if not isinstance(self.invert, bool):
+            raise ValueError(f"WrapperConfig.invert must be True or False, got {self.invert!r}.")
         if not isinstance(self.frame_stack, int) or isinstance(self.frame_stack, bool) or self.frame_stack < 1:
             raise ValueError(
                 f"WrapperConfig.frame_stack must be a positive int (1: no stacking), got {self.frame_stack!r}."
@@ -36,4 +39,4 @@ class WrapperConfig:
     @property
     def is_identity(self) -> bool:
         """True when no wrapper is applied."""
-        return self.resize is None and not self.grayscale and self.frame_stack == 1
+        return self.resize is None and not self.grayscale and not self.invert and self.frame_stack == 1

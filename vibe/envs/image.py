@@ -1,4 +1,4 @@
-"""Pure image ops on ``[..., h, w, c]`` arrays: ``resize_with_pad``, ``grayscale``, ``to_signed_unit``.
+"""Pure image ops on ``[..., h, w, c]`` arrays: ``resize_with_pad``, ``grayscale``, ``invert``, ``to_signed_unit``.
 
 All take jnp or numpy arrays with any leading (batch) axes and return jnp arrays
 of static shapes, so they jit, vmap and run inside an env step. The env
@@ -157,6 +157,22 @@ def grayscale(images: at.ArrayLike) -> at.Array:
     if dtype == np.uint8:
         luma = jnp.clip(jnp.round(luma), 0, 255)
     return luma[..., None].astype(dtype)
+
+
+def invert(images: at.ArrayLike, low: float = 0.0, high: float = 1.0) -> at.Array:
+    """The photographic negative ``low + high - x``, dtype kept: uint8 ``255 - x``, bool ``~x``; floats
+    use the space's ``[low, high]`` (``-x`` on ``[-1, 1]``, ``1 - x`` on ``[0, 1]``).
+
+    Flips a light background to dark: ReLU features of a mostly white frame are dominated by the
+    background, while those of a mostly black one fire only on the objects.
+    """
+    images = jnp.asarray(images)
+    if images.dtype == jnp.bool_:
+        return ~images
+    if images.dtype == jnp.uint8:
+        return jnp.uint8(255) - images
+    _check_dtype(images.dtype, "invert")
+    return (low + high - images).astype(images.dtype)
 
 
 def to_signed_unit(images: at.ArrayLike) -> at.Float[at.Array, "..."]:

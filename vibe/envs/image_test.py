@@ -106,6 +106,16 @@ def test_grayscale_needs_rgb():
         image.grayscale(np.zeros((4, 4, 4), np.uint8))
 
 
+def test_invert_is_the_negative_for_each_dtype():
+    np.testing.assert_array_equal(image.invert(np.array([0, 1, 128, 255], np.uint8)), [255, 254, 127, 0])
+    np.testing.assert_array_equal(image.invert(np.array([True, False])), [False, True])
+    np.testing.assert_allclose(image.invert(np.array([-1.0, 0.25, 1.0], np.float32), -1.0, 1.0), [1.0, -0.25, -1.0])
+    np.testing.assert_allclose(image.invert(np.array([0.0, 0.25, 1.0], np.float32)), [1.0, 0.75, 0.0])
+    assert image.invert(np.zeros(2, np.float32)).dtype == np.float32
+    with pytest.raises(ValueError, match="unsupported image dtype int32"):
+        image.invert(np.zeros(2, np.int32))
+
+
 def test_to_signed_unit_endpoints():
     out = np.asarray(image.to_signed_unit(np.array([0, 255, 51], np.uint8)))
     assert out.dtype == np.float32

@@ -1,4 +1,4 @@
-"""Pixel-observation wrappers: ``ResizeWithPad``, ``Grayscale``, ``NormalizeImage``, ``FrameStack``.
+"""Pixel-observation wrappers: ``ResizeWithPad``, ``Grayscale``, ``Invert``, ``NormalizeImage``, ``FrameStack``.
 
 Each wraps a single env (as in wrappers.py) and updates ``observation_space``.
 The intended stack, innermost first::
@@ -13,7 +13,7 @@ the step that ended the episode) holds only that episode's frames. Above
 ``AutoReset`` the stack would mix two episodes, so ``FrameStack`` refuses an
 env whose timesteps already carry ``final_obs``.
 
-The stateless wrappers (resize, grayscale, normalise) also map
+The stateless wrappers (resize, grayscale, invert, normalise) also map
 ``info["final_obs"]`` when they find it, so they are correct at either level.
 """
 
@@ -106,6 +106,20 @@ class Grayscale(ObservationWrapper):
         if space.channels != 3:
             raise ValueError(f"Grayscale needs RGB images (3 channels), got {space!r}; apply it before FrameStack.")
         return spaces.Image(space.height, space.width, 1, space.dtype, low=_float_low(space))
+
+
+@dataclasses.dataclass(frozen=True)
+class Invert(ObservationWrapper):
+    """The negative of each image (``image.invert``): uint8 ``255 - x``, bool ``~x``, floats ``low + high - x``."""
+
+    def observe(self, obs: at.Array) -> at.Array:
+        if obs.dtype.kind != "f":
+            return image.invert(obs)
+        space = self.observation_space(self.default_params)  # float bounds come from the space
+        return image.invert(obs, float(space.low.flat[0]), float(space.high.flat[0]))
+
+    def observation_space(self, params: Any) -> spaces.Image:
+        return _image_space(self.env.observation_space(params), "Invert")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vibe.envs import gymnax_env, normalize, pixel_cartpole, spaces, wrappers
-from vibe.envs.image_wrappers import FrameStack, Grayscale, NormalizeImage, ResizeWithPad
+from vibe.envs.image_wrappers import FrameStack, Grayscale, Invert, NormalizeImage, ResizeWithPad
 
 C = 3  # RGB channels of PixelCartPole
 
@@ -67,10 +67,27 @@ def test_grayscale_of_the_rendered_frame_uses_bt601():
     np.testing.assert_array_equal(gray[..., 0], np.round(rgb @ [0.299, 0.587, 0.114]).astype(np.uint8))
 
 
+def test_invert_turns_the_white_background_black_and_keeps_the_space():
+    base, params = pixel_cartpole.make(16, 16)
+    _, timestep = base.reset(jax.random.PRNGKey(0), params)
+    inverted = Invert(base)
+    assert inverted.observation_space(params) == base.observation_space(params)
+    _, inverted_timestep = inverted.reset(jax.random.PRNGKey(0), params)
+    np.testing.assert_array_equal(inverted_timestep.obs, 255 - np.asarray(timestep.obs))
+    assert int(inverted_timestep.obs[0, 0].max()) == 0  # the corner is background
+    floats = Invert(NormalizeImage(base))
+    np.testing.assert_allclose(floats.observe(jnp.array([-1.0, 0.5])), [1.0, -0.5])
+    minatar, minatar_params = gymnax_env.make("Breakout-MinAtar")
+    _check_obs_match_the_space(Invert(minatar), minatar_params)  # bool frames stay bool
+    _check_obs_match_the_space(FrameStack(Invert(ResizeWithPad(base, 8, 8)), 2), params)
+
+
 def test_wrappers_refuse_spaces_they_cannot_handle():
     env, params = gymnax_env.make("CartPole-v1")
     with pytest.raises(ValueError, match="Grayscale needs an env with an Image observation space"):
         Grayscale(env).observation_space(params)
+    with pytest.raises(ValueError, match="Invert needs an env with an Image observation space"):
+        Invert(env).observation_space(params)
     minatar, minatar_params = gymnax_env.make("Breakout-MinAtar")
     with pytest.raises(ValueError, match="NormalizeImage maps uint8 pixels"):
         NormalizeImage(minatar).observation_space(minatar_params)

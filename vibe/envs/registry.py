@@ -50,7 +50,7 @@ def make(env_id: str, wrappers: WrapperConfig | None = None) -> tuple[Env, Any]:
 
 def apply_wrappers(env: Env, params: Any, config: WrapperConfig) -> Env:
     """``env`` (plain: no auto-reset) under ``config``'s wrappers, innermost first: resize → grayscale →
-    frame stack.
+    invert → frame stack.
 
     Raises:
         ValueError: naming the ``WrapperConfig`` field whose wrapper cannot read the observations.
@@ -61,6 +61,8 @@ def apply_wrappers(env: Env, params: Any, config: WrapperConfig) -> Env:
         steps.append(("resize", lambda e: image_wrappers.ResizeWithPad(e, height, width)))
     if config.grayscale:
         steps.append(("grayscale", image_wrappers.Grayscale))
+    if config.invert:
+        steps.append(("invert", image_wrappers.Invert))
     if config.frame_stack > 1:
         steps.append(("frame_stack", lambda e: image_wrappers.FrameStack(e, config.frame_stack)))
     for field, wrap in steps:

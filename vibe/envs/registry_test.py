@@ -2,7 +2,8 @@
 
 import pytest
 
-from vibe.envs import gymnax_env, pixel_cartpole, pixel_pendulum, registry, spaces
+from vibe.envs import gymnax_env, image_wrappers, pixel_cartpole, pixel_pendulum, registry, spaces
+from vibe.envs.config import WrapperConfig
 
 
 def test_vibe_ids():
@@ -47,3 +48,18 @@ def test_unknown_ids_suggest_the_closest(env_id, suggestion):
 def test_unrelated_ids_list_the_known_ones():
     with pytest.raises(ValueError, match="Known ids: PixelCartPole-v1, PixelPendulum-v1, CartPole-v1"):
         registry.make("zzz")
+
+
+def test_wrappers_apply_in_order_and_name_the_field_that_does_not_fit():
+    config = WrapperConfig(resize=(8, 8), grayscale=True, invert=True, frame_stack=2)
+    env, params = registry.make("PixelCartPole-v1", config)
+    assert isinstance(env, image_wrappers.FrameStack) and isinstance(env.env, image_wrappers.Invert)
+    assert isinstance(env.env.env, image_wrappers.Grayscale) and isinstance(
+        env.env.env.env, image_wrappers.ResizeWithPad
+    )
+    assert env.observation_space(params) == spaces.Image(8, 8, 2)
+    with pytest.raises(ValueError, match=r"^WrapperConfig\.invert: Invert needs an env with an Image observation"):
+        registry.make("CartPole-v1", WrapperConfig(invert=True))
+    with pytest.raises(ValueError, match=r"WrapperConfig\.invert must be True or False, got 1"):
+        WrapperConfig(invert=1)  # type: ignore[arg-type]
+    assert WrapperConfig().is_identity and not WrapperConfig(invert=True).is_identity
