@@ -12,6 +12,13 @@ from vibe.networks.config import CNNConfig, EncoderConfig
 TANH = EncoderConfig(activation="tanh")  # PPOConfig's default encoder: 64-64 tanh mlp
 RELU = EncoderConfig(activation="relu")  # DQNConfig's and SACConfig's: 64-64 relu mlp
 PENDULUM_TORQUE = (np.float32([-2.0]), np.float32([2.0]))
+PIXEL_CARTPOLE = EncoderConfig(
+    kind="cnn",
+    hidden_sizes=(64,),
+    activation="relu",
+    cnn=CNNConfig(channels=(16, 32), kernel_sizes=(4, 3), strides=(2, 2)),
+)  # pixel_cartpole_ppo's
+PIXELS_48 = jnp.zeros((48, 48, 2), jnp.uint8)
 
 
 def _count(params: object) -> int:
@@ -40,6 +47,10 @@ PRESET_NETWORKS = [
     # The debug preset's 32-32 PPO on CartPole. Actor (4*32+32) + (32*32+32) + (32*2+2) = 160 + 1056 + 66
     # = 1282; critic 160 + 1056 + 33 = 1249. Total 2531.
     ("debug", models.ActorCritic(EncoderConfig(hidden_sizes=(32, 32)), heads.Categorical(2)), (jnp.zeros(4),), 2531),
+    # PixelCartPole at 48x48, grayscale, 2 frames: [48, 48, 2]. Each torso: conv 4x4x2x16 + 16 = 528 (to 24x24),
+    # conv 3x3x16x32 + 32 = 4640 (to 12x12), Dense 12*12*32 = 4608 -> 64: 294,976; 300,144 in all. Actor
+    # + 64*2+2 = 300,274; critic + 65 = 300,209. Total 600,483.
+    ("pixel_cartpole_ppo", models.ActorCritic(PIXEL_CARTPOLE, heads.Categorical(2), 3), (PIXELS_48,), 600_483),
 ]
 
 
