@@ -163,4 +163,5 @@ def test_a_wrapper_the_env_cannot_take_exits_2_naming_the_field(tmp_path, monkey
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "TrainConfig.wrappers.grayscale" in err and "Traceback" not in err
+    assert "change or drop --wrappers.grayscale for this env" in err
     assert not any(tmp_path.iterdir())

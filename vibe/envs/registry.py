@@ -70,7 +70,8 @@ def apply_wrappers(env: Env, params: Any, config: WrapperConfig) -> Env:
         try:
             env.observation_space(params)
         except ValueError as e:
-            raise ValueError(f"WrapperConfig.{field}: {e}") from e
+            flag = "--wrappers." + field.replace("_", "-")
+            raise ValueError(f"WrapperConfig.{field}: {e}; change or drop {flag} for this env") from e
     return env
 
 

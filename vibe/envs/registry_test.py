@@ -58,8 +58,9 @@ def test_wrappers_apply_in_order_and_name_the_field_that_does_not_fit():
         env.env.env.env, image_wrappers.ResizeWithPad
     )
     assert env.observation_space(params) == spaces.Image(8, 8, 2)
-    with pytest.raises(ValueError, match=r"^WrapperConfig\.invert: Invert needs an env with an Image observation"):
+    with pytest.raises(ValueError, match=r"^WrapperConfig\.invert: Invert needs an env with an Image observation") as e:
         registry.make("CartPole-v1", WrapperConfig(invert=True))
+    assert str(e.value).endswith("; change or drop --wrappers.invert for this env")
     with pytest.raises(ValueError, match=r"WrapperConfig\.invert must be True or False, got 1"):
         WrapperConfig(invert=1)  # type: ignore[arg-type]
     assert WrapperConfig().is_identity and not WrapperConfig(invert=True).is_identity
