@@ -23,7 +23,8 @@ thread) answered through a plain websockets client: what this machine's Python
 websockets round trip costs before vibe adds anything.
 
 The peer row is openpi's server loop (``_OPENPI_STYLE_SERVER``: inference on asyncio's event loop, no
-checks, no batching, no metrics) around the same numpy policy, through the same plain client. openpi
+checks, no batching, no metrics) around the same numpy policy, through row (a)'s client (as openpi's
+own client does, it packs each observation and unpacks each reply). openpi
 gave a 0.10 ms round trip where vibe's P1 ran 310k steps/s; goal (a) asks that vibe's overhead beyond
 ``infer_ms`` be no more than that whole round trip. Scaling 0.10 ms by P1 assumes Python's websockets
 slow down like XLA's CPU code, which they need not; this row measures the peer on this machine instead.
@@ -129,7 +130,7 @@ def _client(port: int, spec: str, warmup: int, requests: int, start_at: float) -
             out = client.infer(obs)
             rtt.append((time.perf_counter() - t0) * 1e3)
             infer.append(out["server_timing"]["infer_ms"])
-            batch.append(out["server_timing"]["batch_size"])
+            batch.append(out["server_timing"].get("batch_size", 1))  # openpi's server sends none
     return {"rtt_ms": rtt, "infer_ms": infer, "batch_size": batch, "seconds": [sum(rtt) / 1e3]}
 
 
@@ -228,17 +229,23 @@ asyncio.run(main())
 """
 
 
-def _script_server_rtt(script: str, args: Args, *, metadata_first: bool) -> dict[str, Any]:
-    """p50/p99 round trip of the tiny observation, 1 client, against ``script`` (it prints its port)."""
+def _script_server(script: str) -> tuple[subprocess.Popen, int]:
+    """Starts ``script`` (it prints its port): the process and the port."""
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline())
+
+
+def _latency(rtt: list[float]) -> dict[str, Any]:
+    return {"rtt_p50_ms": _percentile(rtt, 50), "rtt_p99_ms": _percentile(rtt, 99), "requests": len(rtt)}
+
+
+def echo_floor(args: Args) -> dict[str, Any]:
+    """p50/p99 of a bare websockets echo of the packed tiny observation through a plain client, 1 client."""
+    proc, port = _script_server(_ECHO_SERVER)
     try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
         message = msgpack_numpy.packb(_observation(ROWS[0].obs))
-        uri = f"ws://127.0.0.1:{port}"
-        with websockets.sync.client.connect(uri, compression=None, proxy=None, max_size=None) as ws:
-            if metadata_first:
-                ws.recv()
+        with websockets.sync.client.connect(f"ws://127.0.0.1:{port}", compression=None, proxy=None) as ws:
             rtt = []
             for i in range(args.warmup + args.requests):
                 t0 = time.perf_counter()
@@ -249,17 +256,19 @@ def _script_server_rtt(script: str, args: Args, *, metadata_first: bool) -> dict
     finally:
         proc.kill()
         proc.wait()
-    return {"rtt_p50_ms": _percentile(rtt, 50), "rtt_p99_ms": _percentile(rtt, 99), "requests": len(rtt)}
-
-
-def echo_floor(args: Args) -> dict[str, Any]:
-    """p50/p99 of a bare websockets echo of the tiny observation, 1 client."""
-    return _script_server_rtt(_ECHO_SERVER, args, metadata_first=False)
+    return _latency(rtt)
 
 
 def openpi_style(args: Args) -> dict[str, Any]:
-    """p50/p99 of openpi's server loop (``_OPENPI_STYLE_SERVER``) on the tiny observation, 1 client."""
-    return _script_server_rtt(_OPENPI_STYLE_SERVER, args, metadata_first=True)
+    """p50/p99 of openpi's server loop (``_OPENPI_STYLE_SERVER``) on the tiny observation, 1 client: the
+    ``WebsocketClientPolicy`` of row (a) (openpi's client's protocol: it packs each request and unpacks each reply)."""
+    proc, port = _script_server(_OPENPI_STYLE_SERVER)
+    try:
+        rtt = _client(port, ROWS[0].obs, args.warmup, args.requests, 0.0)["rtt_ms"]
+    finally:
+        proc.kill()
+        proc.wait()
+    return _latency(rtt)
 
 
 def main(args: Args) -> None:

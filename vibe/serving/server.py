@@ -27,22 +27,28 @@ connections with 1001, exit 0.
 """
 
 import asyncio
+import bisect
 import dataclasses
 import hmac
 import http
+import itertools
 import json
 import logging
 import os
 import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import prometheus_client
 import uvloop
 import websockets
+from prometheus_client import registry as prometheus_registry
+from prometheus_client import utils as prometheus_utils
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from websockets.asyncio.server import Request, Response, ServerConnection, serve
 
 from vibe.policies.policy import Policy
@@ -159,34 +165,74 @@ def api_key_matches(header: str | None, api_key: str) -> bool:
     return hmac.compare_digest(header.encode("utf-8", "surrogateescape"), expected)
 
 
+class _Histogram:
+    """A histogram observed on the request path and read by ``/metrics`` (``_Collector``).
+
+    By hand, not ``prometheus_client.Histogram``: its ``observe`` took 2.6 us and ``Counter.inc`` 1.3 us
+    on 2 busy cores, and a lone client's request made four such calls (10 us of a 0.35 ms round trip);
+    this one takes 1.0 us (a bisect and an uncontended lock: the batch worker observes too).
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.documentation, self.bounds = name, documentation, [float(b) for b in buckets]
+        self._counts = [0] * (len(buckets) + 1)  # the last is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float) -> None:
+        with self._lock:
+            self._counts[bisect.bisect_left(self.bounds, value)] += 1
+            self._sum += value
+
+    def family(self) -> HistogramMetricFamily:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative = list(itertools.accumulate(counts))
+        le = [prometheus_utils.floatToGoString(b) for b in self.bounds] + ["+Inf"]
+        return HistogramMetricFamily(
+            self.name, self.documentation, buckets=list(zip(le, cumulative, strict=True)), sum_value=total
+        )
+
+
 class _Metrics:
     def __init__(self, batch_sizes: tuple[int, ...]) -> None:
         self.registry = prometheus_client.CollectorRegistry()
         r = self.registry
-        self.requests = prometheus_client.Counter("vibe_serving_requests", "Requests answered with actions", registry=r)
+        self.requests = 0  # answered with actions; a plain int (one thread: the event loop)
         self.errors = prometheus_client.Counter(
             "vibe_serving_errors", "Requests answered with an error, by kind", ["kind"], registry=r
         )
-        self.latency = prometheus_client.Histogram(
+        self.latency = _Histogram(
             "vibe_serving_request_seconds",
             "Frame received → reply sent",
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
-            registry=r,
+            (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
         )
-        self.batch_size = prometheus_client.Histogram(
-            "vibe_serving_batch_size", "Requests per infer_batch call (before padding)", buckets=batch_sizes, registry=r
+        self.batch_size = _Histogram(
+            "vibe_serving_batch_size", "Requests per infer_batch call (before padding)", batch_sizes
         )
-        self.infer = prometheus_client.Histogram(
-            "vibe_serving_infer_seconds", "infer_batch wall time", registry=r, buckets=(0.001, 0.005, 0.02, 0.1, 0.5)
-        )
+        self.infer = _Histogram("vibe_serving_infer_seconds", "infer_batch wall time", (0.001, 0.005, 0.02, 0.1, 0.5))
         self.connections = prometheus_client.Gauge("vibe_serving_connections", "Open connections", registry=r)
         self.queue_depth = prometheus_client.Gauge(
             "vibe_serving_queue_depth", "Requests waiting for a batch", registry=r
         )
+        r.register(_Collector(self))
 
     def on_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.infer.observe(seconds)
+
+
+class _Collector(prometheus_registry.Collector):
+    """Exposes ``_Metrics``' plain counters and histograms at scrape time, as prometheus_client's own would."""
+
+    def __init__(self, metrics: _Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[prometheus_client.Metric]:
+        m = self._metrics
+        yield CounterMetricFamily("vibe_serving_requests", "Requests answered with actions", value=m.requests)
+        for histogram in (m.latency, m.batch_size, m.infer):
+            yield histogram.family()
 
 
 def _text_response(connection: ServerConnection, status: http.HTTPStatus, text: str, content_type: str) -> Response:
@@ -377,5 +423,5 @@ class PolicyServer:
             packed = packer.pack({**result.output, "server_timing": timing})
         except Exception:
             raise PolicyError(traceback.format_exc()) from None
-        self._metrics.requests.inc()
+        self._metrics.requests += 1
         return packed
