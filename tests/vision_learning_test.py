@@ -51,9 +51,9 @@ def greedy_after(preset: str, env_steps: int) -> np.ndarray:
 
 # Read off measured curves (seed 0 unless said; greedy over 32 episodes); each gate trains its first N
 # steps only, so the preset's schedule (and its full run) is unchanged.
-# breakout_minatar_ppo (2M steps, lr 2.5e-3, entropy 0.03), `train` run: greedy 6.3 / 11.5 / 20.0 / 26.0 / 28.0
-# after 131k / 262k / 393k / 524k / 655k steps, 28.3 at 1M, 29.0 at the end. This file's seeding (init from
-# PRNGKey(0)): greedy 16.7 after 262k steps (77 s; the P7 bench, seeded alike, has 41.8 at 1M, 51.1 at 2M).
+# breakout_minatar_ppo (5M steps, one torso, lr 2.5e-3, entropy 0.03), `train` run: greedy 18.1 / 19.9 / 30.0 /
+# 30.0 after 0.5M / 1M / 1.5M / 2M steps, 86.4 from 2.5M, 86.5 at the end (509 s at 9.8k steps/s). This file's
+# seeding (init from PRNGKey(0)): greedy 9.5 after 262k steps (the P7 bench, seeded alike: 9.6 after 246k).
 BREAKOUT_STEPS, BREAKOUT_THRESHOLD = 262_144, 8.0
 # breakout_minatar_ppo_vit: greedy 3.0 / 6.5 / 13.5 / 12.5 / 15.5 after 66k / 131k / 197k / 262k / 524k steps.
 VIT_STEPS, VIT_THRESHOLD = 196_608, 5.0

@@ -18,8 +18,10 @@ from vibe.networks.mlp import MLP
 
 
 class ActorCritic(nn.Module):
-    """Separate actor and critic torsos over the same observation, a policy head and a value head.
+    """Actor and critic torsos over the same observation, a policy head and a value head.
 
+    The torsos are separate (PureJaxRL's actor-critic) unless ``shared``: then one torso feeds both
+    heads (CleanRL's Atari PPO and SB3's CnnPolicy), which halves the cost of a conv torso's update.
     ``policy`` and ``value`` can be applied alone (``method="policy"``), so a rollout runs only the
     actor and the critic runs once, batched, after it.
     """
@@ -27,11 +29,12 @@ class ActorCritic(nn.Module):
     encoder: EncoderConfig
     head: heads.Head
     obs_ndim: int = 1
+    shared: bool = False
 
     def setup(self) -> None:
         self.actor = Encoder(self.encoder, self.obs_ndim)
         self.policy_head = heads.HeadModule(self.head)
-        self.critic = Encoder(self.encoder, self.obs_ndim)
+        self.critic = self.actor if self.shared else Encoder(self.encoder, self.obs_ndim)
         init = nn.initializers.orthogonal(1.0)
         self.value_head = nn.Dense(1, kernel_init=init, bias_init=nn.initializers.zeros)
 
@@ -44,6 +47,9 @@ class ActorCritic(nn.Module):
         return jnp.squeeze(self.value_head(self.critic(obs)), -1)
 
     def __call__(self, obs: at.Array) -> tuple[heads.Output, at.Array]:
+        if self.shared:  # the torso once for both heads
+            features = self.actor(obs)
+            return self.policy_head(features), jnp.squeeze(self.value_head(features), -1)
         return self.policy(obs), self.value(obs)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vibe.networks import heads, models
-from vibe.networks.config import CNNConfig, EncoderConfig
+from vibe.networks.config import MINATAR_CNN, CNNConfig, EncoderConfig
 
 TANH = EncoderConfig(activation="tanh")  # PPOConfig's default encoder: 64-64 tanh mlp
 RELU = EncoderConfig(activation="relu")  # DQNConfig's and SACConfig's: 64-64 relu mlp
@@ -19,6 +19,9 @@ PIXEL_CARTPOLE = EncoderConfig(
     cnn=CNNConfig(channels=(16, 32), kernel_sizes=(4, 3), strides=(2, 2)),
 )  # pixel_cartpole_ppo's
 PIXELS_48 = jnp.zeros((48, 48, 2), jnp.uint8)
+BREAKOUT_CNN = EncoderConfig(
+    kind="cnn", hidden_sizes=(64,), activation="relu", cnn=MINATAR_CNN
+)  # breakout_minatar_ppo's
 
 
 def _count(params: object) -> int:
@@ -51,6 +54,15 @@ PRESET_NETWORKS = [
     # conv 3x3x16x32 + 32 = 4640 (to 12x12), Dense 12*12*32 = 4608 -> 64: 294,976; 300,144 in all. Actor
     # + 64*2+2 = 300,274; critic + 65 = 300,209. Total 600,483.
     ("pixel_cartpole_ppo", models.ActorCritic(PIXEL_CARTPOLE, heads.Categorical(2), 3), (PIXELS_48,), 600_483),
+    # Breakout-MinAtar [10, 10, 4], 3 actions, one torso under both heads (shared_encoder): conv 3x3x4x16 + 16
+    # = 592 (SAME, 10x10), Dense 10*10*16 = 1600 -> 64: 102,464; torso 103,056. Policy head 64*3+3 = 195, value
+    # head 65. Total 103,316 (separate torsos: 206,372).
+    (
+        "breakout_minatar_ppo",
+        models.ActorCritic(BREAKOUT_CNN, heads.Categorical(3), 3, shared=True),
+        (jnp.zeros((10, 10, 4), jnp.bool_),),
+        103_316,
+    ),
 ]
 
 
@@ -107,6 +119,20 @@ def test_actor_critic_methods_match_call():
     assert not np.allclose(p["actor"]["MLP_0"]["Dense_0"]["kernel"], p["critic"]["MLP_0"]["Dense_0"]["kernel"])
     # Any leading axes, e.g. a rollout's [t, n].
     assert net.apply(params, jnp.zeros((5, 2, 6)), method="value").shape == (5, 2)
+
+
+def test_shared_actor_critic_runs_one_torso_under_both_heads():
+    net = models.ActorCritic(EncoderConfig(hidden_sizes=(8,)), heads.Categorical(3), shared=True)
+    obs = jax.random.normal(jax.random.PRNGKey(2), (2, 6))
+    params = net.init(jax.random.PRNGKey(0), obs)
+    assert sorted(params["params"]) == ["actor", "policy_head", "value_head"]
+    logits, value = net.apply(params, obs)
+    np.testing.assert_array_equal(net.apply(params, obs, method="policy"), logits)
+    np.testing.assert_array_equal(net.apply(params, obs, method="value"), value)
+    # The value is the value head on the actor's features.
+    features = net.apply(params, obs, method=lambda m, o: m.actor(o))
+    head = params["params"]["value_head"]
+    np.testing.assert_allclose(value, features @ head["kernel"][:, 0] + head["bias"][0], rtol=1e-6)
 
 
 def test_gaussian_actor_critic_outputs_and_state_independent_log_std():

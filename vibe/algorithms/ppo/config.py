@@ -37,6 +37,7 @@ class PPOConfig:
     anneal_lr: bool = True  # decay the learning rate linearly to 0 over num_updates
     # The torso (--algo.encoder.kind mlp|cnn|vit); heads for the action space go on top.
     encoder: EncoderConfig = dataclasses.field(default_factory=lambda: EncoderConfig(activation="tanh"))
+    shared_encoder: bool = False  # one torso under both heads (CleanRL's Atari PPO) instead of two
     init_log_std: float = 0.0  # Box actions only: initial log standard deviation of the Gaussian policy
     normalize_obs: bool = False  # standardise observations with running mean/var kept in the env state
 
@@ -71,8 +72,9 @@ class PPOConfig:
             raise ValueError(
                 f"PPOConfig.init_log_std must be a finite number, got {self.init_log_std!r}; 0.0 (std 1) is usual."
             )
-        if not isinstance(self.normalize_obs, bool):
-            raise ValueError(f"PPOConfig.normalize_obs must be True or False, got {self.normalize_obs!r}.")
+        for name in ("normalize_obs", "shared_encoder"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"PPOConfig.{name} must be True or False, got {getattr(self, name)!r}.")
 
     @property
     def batch_size(self) -> int:

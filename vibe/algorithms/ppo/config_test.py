@@ -31,6 +31,7 @@ def test_defaults_give_purejaxrl_sizes():
         ({"clip_eps": 0.0}, "PPOConfig.clip_eps"),
         ({"init_log_std": float("nan")}, "PPOConfig.init_log_std must be a finite number, got nan"),
         ({"normalize_obs": 1}, "PPOConfig.normalize_obs must be True or False, got 1"),
+        ({"shared_encoder": "yes"}, "PPOConfig.shared_encoder must be True or False, got 'yes'"),
     ],
 )
 def test_validation_names_the_field_and_value(overrides, message):

@@ -90,7 +90,7 @@ class PPO(algorithm.OnlineAlgorithm[PPOConfig]):
         vec_env = algorithm.training_env(env, env_params, config.num_envs, owner="PPO")
         if config.normalize_obs:
             vec_env = normalize.NormalizeObservation(vec_env)
-        network = ActorCritic(config.encoder, head, obs_ndim=len(obs_space.shape))
+        network = ActorCritic(config.encoder, head, obs_ndim=len(obs_space.shape), shared=config.shared_encoder)
         return cls(config, env, env_params, vec_env, network, head, action_space, make_optimizer(config))
 
     def init(self, key: at.Key) -> PPOState:
