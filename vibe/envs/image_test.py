@@ -59,7 +59,10 @@ def test_resize_with_pad_keeps_leading_axes_and_accepts_jnp():
     img = jnp.asarray(_random_uint8((2, 3, 20, 40, 1)))
     out = image.resize_with_pad(img, 16, 16)
     assert out.shape == (2, 3, 16, 16, 1)
-    np.testing.assert_array_equal(np.asarray(out[1, 2]), np.asarray(image.resize_with_pad(img[1, 2], 16, 16)))
+    # Within 1: XLA may vectorise the batched float resize differently, so a value at .5 can round either way
+    # (1 of 256 pixels on one Intel Xeon).
+    alone = np.asarray(image.resize_with_pad(img[1, 2], 16, 16)).astype(np.int16)
+    np.testing.assert_allclose(np.asarray(out[1, 2]).astype(np.int16), alone, atol=1, rtol=0)
 
 
 def test_resize_with_pad_clips_floats_and_pads_with_minus_one():
