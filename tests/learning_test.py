@@ -39,6 +39,21 @@ def greedy_returns(preset: str) -> np.ndarray:
     return returns
 
 
+def greedy_returns_of_seeds(preset: str, seeds: int) -> np.ndarray:
+    """`preset`'s full run for seeds `runner.seed + [0, seeds)`, vmapped in one chunk call (as `--num-seeds`);
+    each seed's mean greedy return over 32 episodes."""
+    config = presets.get(preset)
+    algo = training.make_algorithm(config)
+    chunk = make_train_chunk(jax.vmap(algo.train_step))
+    keys = jax.vmap(jax.random.PRNGKey)(config.runner.seed + np.arange(seeds))
+    state, _ = chunk(jax.jit(jax.vmap(algo.init))(keys), np.int32(algo.num_updates))
+    assert chunk.traces == [1]
+    evaluate = jax.jit(jax.vmap(algo.evaluate, in_axes=(0, None, None)), static_argnums=2)
+    returns = np.asarray(evaluate(state, jax.random.PRNGKey(EVAL_KEY), EVAL_EPISODES)).mean(axis=-1)
+    print(f"{preset}: greedy return per seed {np.round(returns, 1).tolist()}")
+    return returns
+
+
 def test_ppo_solves_cartpole():
     # PureJaxRL's hyper-parameters, 500k env steps: 500 (the time limit) in every episode.
     returns = greedy_returns("cartpole_ppo")
@@ -61,9 +76,11 @@ def test_ppo_swings_up_acrobot():
 
 
 def test_dqn_solves_cartpole():
-    # Double DQN, 100k env steps.
-    returns = greedy_returns("cartpole_dqn")
-    assert returns.mean() >= 475.0, f"greedy returns {returns}"
+    # Double DQN, 100k env steps, the median of 3 seeds. One seed's end is a chaotic function of float
+    # rounding (with a 64x64 torso, seed 0 ended at 500 on one machine and 165 on another); with the preset's
+    # 128x128, 62 of 64 seeds ended >= 475 and the other two at 408 and 445 (vibe/algorithms/dqn/config.py).
+    returns = greedy_returns_of_seeds("cartpole_dqn", 3)
+    assert np.median(returns) >= 475.0, f"greedy return per seed {returns}"
 
 
 def test_sac_swings_up_pendulum():

@@ -49,9 +49,9 @@ def test_validation_names_the_field_and_value(overrides, message):
         DQNConfig(**overrides)
 
 
-def test_the_encoder_defaults_to_a_relu_mlp():
+def test_the_encoder_defaults_to_a_128x128_relu_mlp():
     config = DQNConfig()
-    assert config.encoder == EncoderConfig(kind="mlp", hidden_sizes=(64, 64), activation="relu")
+    assert config.encoder == EncoderConfig(kind="mlp", hidden_sizes=(128, 128), activation="relu")
 
 
 @pytest.mark.parametrize(
