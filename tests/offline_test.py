@@ -1,6 +1,6 @@
 """Offline chains end to end: expert -> record_dataset -> LeRobot -> vibe's loaders -> BC / IQL, and bad input.
 
-- The expert chain (``learning``): PPO CartPole trained by ``training.train``, 50 greedy episodes recorded
+- The expert chain (``learning``): PPO CartPole trained by ``training.train``, 16 greedy episodes recorded
   with ``record_dataset``; lerobot's own ``LeRobotDataset`` reads them back (length, features, episode
   boundaries, values equal to a re-run of the same rollouts); vibe's in-memory batches have the right
   shapes, dtypes and values, and the in-memory and streaming paths give the same batch for the same rows
@@ -34,7 +34,7 @@ from vibe.policies.trained import create_trained_policy
 from vibe.scripts import record_dataset, train, training
 from vibe.sharding import mesh as mesh_lib
 
-EXPERT_EPISODES = 50
+EXPERT_EPISODES = 16  # one rollout batch of record_dataset; 8,000 expert frames
 
 
 @pytest.fixture(autouse=True)
