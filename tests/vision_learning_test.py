@@ -98,12 +98,16 @@ def dqn_short(encoder: EncoderConfig) -> DQNConfig:
     )
 
 
-@pytest.mark.parametrize("algo_name", ["ppo", "dqn"])
-@pytest.mark.parametrize("encoder", [SMALL_CNN, SMALL_VIT], ids=["cnn", "vit"])
+# Every pair of (algorithm, torso, env) values appears once: four runs, not all eight (each compiles for 8-12 s).
 @pytest.mark.parametrize(
-    ("env", "wrappers"),
-    [("Breakout-MinAtar", WrapperConfig()), ("PixelCartPole-v1", PIXEL_SMALL)],
-    ids=["minatar", "pixel"],
+    ("algo_name", "encoder", "env", "wrappers"),
+    [
+        ("ppo", SMALL_CNN, "PixelCartPole-v1", PIXEL_SMALL),
+        ("ppo", SMALL_VIT, "Breakout-MinAtar", WrapperConfig()),
+        ("dqn", SMALL_CNN, "Breakout-MinAtar", WrapperConfig()),
+        ("dqn", SMALL_VIT, "PixelCartPole-v1", PIXEL_SMALL),
+    ],
+    ids=["ppo-cnn-pixel", "ppo-vit-minatar", "dqn-cnn-minatar", "dqn-vit-pixel"],
 )
 def test_train_chunk_compiles_once_across_calls_on_images(algo_name, encoder, env, wrappers):
     algo_config: PPOConfig | DQNConfig
