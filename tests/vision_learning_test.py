@@ -4,11 +4,13 @@ The gates (marked `learning`, select them with `-m learning`) train a vision pre
 (the preset's `runner.seed`) for its first N env steps (the preset's learning-rate schedule, cut
 short: the same curve as `train <preset>` up to N) and check the greedy return over 32 episodes.
 Thresholds and step counts are read off curves measured with these seeds; each comment says what.
+The whole pixel_cartpole_ppo run (greedy >= 400, ~11 minutes) is opt-in: `--test_env=VIBE_FULL_GATES=1`.
 The other tests are quick: the train chunk traces once across calls for PPO and DQN with a cnn and
 a vit torso on image observations, and a torso that cannot read the env exits 2 with one line.
 """
 
 import dataclasses
+import os
 
 import jax
 import numpy as np
@@ -57,19 +59,30 @@ def greedy_after(preset: str, env_steps: int) -> np.ndarray:
 BREAKOUT_STEPS, BREAKOUT_THRESHOLD = 262_144, 8.0
 # breakout_minatar_ppo_vit: greedy 3.0 / 6.5 / 13.5 / 12.5 / 15.5 after 66k / 131k / 197k / 262k / 524k steps.
 VIT_STEPS, VIT_THRESHOLD = 196_608, 5.0
-# pixel_cartpole_ppo, its full 1.47M-step `train` run (48x48, inverted frames): greedy 51 / 205 / 193 / 283 / 244
-# / 357 / 263 / 328 / 352 after 147k / 295k / 442k / 590k / 737k / 885k / 1.03M / 1.18M / 1.33M steps, 393 at the
-# end (training return ~310), at ~560 steps/s: 44 minutes, and short of 400, so the gate stays skipped (and no
-# 3-minute gate comes near 400). At 32x32 the run ends at 245, every greedy episode lost to the pole's angle; with
-# gym's white background (not inverted) the same network ended at greedy 38.
-PIXEL_STEPS, PIXEL_THRESHOLD = 1_474_560, 400.0
+# pixel_cartpole_ppo (737k steps: the env's 64x64 frames, grayscale, inverted, 4 stacked): greedy 42 / 141 / 155 /
+# 169 / 210 / 248 / 315 / 379 / 471 after 74k / 147k / 221k / 295k / 369k / 442k / 516k / 590k / 664k steps, 499.1
+# at the end (every episode >= 472), 639 s of training at ~1,150 steps/s (seed 0; random play scores about 20).
+# Seed 1: 89 / 237 / 292 / 488 after 74k / 147k / 369k / 442k steps, 500 from 516k to the end.
+# The 3-minute gate checks that it learns; the whole run (~11 minutes on 2 cores) is the opt-in gate below.
+PIXEL_STEPS, PIXEL_THRESHOLD = 147_456, 80.0
+PIXEL_FULL_STEPS, PIXEL_FULL_THRESHOLD = 737_280, 400.0
+# Gates longer than CI's budget run when this environment variable is set (`bazel test --test_env=VIBE_FULL_GATES=1`).
+FULL_GATES = "VIBE_FULL_GATES"
 
 
 @pytest.mark.learning
-@pytest.mark.skip(reason="pixel_cartpole_ppo ends at greedy 393, not 400 (measured; see the comment above)")
-def test_cnn_ppo_balances_pixel_cartpole():
+def test_cnn_ppo_learns_pixel_cartpole():
     returns = greedy_after("pixel_cartpole_ppo", PIXEL_STEPS)
     assert returns.mean() >= PIXEL_THRESHOLD, f"greedy returns {returns}"
+
+
+@pytest.mark.learning
+@pytest.mark.skipif(
+    not os.environ.get(FULL_GATES), reason=f"the whole pixel_cartpole_ppo run takes ~11 minutes; set {FULL_GATES}=1"
+)
+def test_cnn_ppo_balances_pixel_cartpole():
+    returns = greedy_after("pixel_cartpole_ppo", PIXEL_FULL_STEPS)
+    assert returns.mean() >= PIXEL_FULL_THRESHOLD, f"greedy returns {returns}"
 
 
 @pytest.mark.learning

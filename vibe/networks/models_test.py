@@ -10,15 +10,16 @@ from vibe.networks import heads, models
 from vibe.networks.config import MINATAR_CNN, CNNConfig, EncoderConfig
 
 TANH = EncoderConfig(activation="tanh")  # PPOConfig's default encoder: 64-64 tanh mlp
-RELU = EncoderConfig(activation="relu")  # DQNConfig's and SACConfig's: 64-64 relu mlp
+RELU = EncoderConfig(activation="relu")  # SACConfig's: 64-64 relu mlp
+DQN_RELU = EncoderConfig(hidden_sizes=(128, 128), activation="relu")  # DQNConfig's: 128-128 relu mlp
 PENDULUM_TORQUE = (np.float32([-2.0]), np.float32([2.0]))
 PIXEL_CARTPOLE = EncoderConfig(
     kind="cnn",
     hidden_sizes=(64,),
     activation="relu",
-    cnn=CNNConfig(channels=(16, 32), kernel_sizes=(4, 3), strides=(2, 2)),
+    cnn=CNNConfig(channels=(16, 32), kernel_sizes=(4, 3), strides=(4, 2)),
 )  # pixel_cartpole_ppo's
-PIXELS_48 = jnp.zeros((48, 48, 2), jnp.uint8)
+PIXELS_64 = jnp.zeros((64, 64, 4), jnp.uint8)
 BREAKOUT_CNN = EncoderConfig(
     kind="cnn", hidden_sizes=(64,), activation="relu", cnn=MINATAR_CNN
 )  # breakout_minatar_ppo's
@@ -45,15 +46,15 @@ PRESET_NETWORKS = [
     # Pendulum obs 3, one torque. Actor (3*64+64) + 4160 + (64*1+1) = 256 + 4160 + 65 = 4481, plus one
     # log-std; critic 4481. Total 8963.
     ("pendulum_ppo", models.ActorCritic(TANH, heads.Gaussian(1)), (jnp.zeros(3),), 8963),
-    # CartPole Q-network 4→64→64→2 (relu): 320 + 4160 + 130 = 4610.
-    ("cartpole_dqn", models.QNetwork(RELU, 2), (jnp.zeros(4),), 4610),
+    # CartPole Q-network 4→128→128→2 (relu): (4*128+128) + (128*128+128) + (128*2+2) = 640 + 16512 + 258 = 17410.
+    ("cartpole_dqn", models.QNetwork(DQN_RELU, 2), (jnp.zeros(4),), 17_410),
     # The debug preset's 32-32 PPO on CartPole. Actor (4*32+32) + (32*32+32) + (32*2+2) = 160 + 1056 + 66
     # = 1282; critic 160 + 1056 + 33 = 1249. Total 2531.
     ("debug", models.ActorCritic(EncoderConfig(hidden_sizes=(32, 32)), heads.Categorical(2)), (jnp.zeros(4),), 2531),
-    # PixelCartPole at 48x48, grayscale, 2 frames: [48, 48, 2]. Each torso: conv 4x4x2x16 + 16 = 528 (to 24x24),
-    # conv 3x3x16x32 + 32 = 4640 (to 12x12), Dense 12*12*32 = 4608 -> 64: 294,976; 300,144 in all. Actor
-    # + 64*2+2 = 300,274; critic + 65 = 300,209. Total 600,483.
-    ("pixel_cartpole_ppo", models.ActorCritic(PIXEL_CARTPOLE, heads.Categorical(2), 3), (PIXELS_48,), 600_483),
+    # PixelCartPole at 64x64, grayscale, 4 frames: [64, 64, 4]. Each torso: conv 4x4x4x16 + 16 = 1,040 (stride 4,
+    # to 16x16), conv 3x3x16x32 + 32 = 4,640 (to 8x8), Dense 8*8*32 = 2048 -> 64: 131,136; 136,816 in all. Actor
+    # + 64*2+2 = 136,946; critic + 65 = 136,881. Total 273,827.
+    ("pixel_cartpole_ppo", models.ActorCritic(PIXEL_CARTPOLE, heads.Categorical(2), 3), (PIXELS_64,), 273_827),
     # Breakout-MinAtar [10, 10, 4], 3 actions, one torso under both heads (shared_encoder): conv 3x3x4x16 + 16
     # = 592 (SAME, 10x10), Dense 10*10*16 = 1600 -> 64: 102,464; torso 103,056. Policy head 64*3+3 = 195, value
     # head 65. Total 103,316 (separate torsos: 206,372).
