@@ -258,6 +258,9 @@ def update_epoch(
     permutation = jax.random.permutation(key, config.batch_size)
     shape = (config.num_minibatches, config.minibatch_size)
     minibatches = jax.tree.map(lambda x: jnp.take(x, permutation, axis=0).reshape(shape + x.shape[1:]), batch)
+    # Shuffle once, then read: unfenced, XLA:CPU fuses the gather into every consumer inside the scan, and an
+    # epoch of PureJaxRL's MinAtar settings took 29 ms instead of 15 (8 minibatches of 1,024 flattened images).
+    minibatches = jax.lax.optimization_barrier(minibatches)
 
     def step(carry: tuple[Any, Any], minibatch: losses.PPOBatch) -> tuple[tuple[Any, Any], dict[str, at.Array]]:
         params, opt_state, loss_metrics = update_minibatch(static, *carry, minibatch)
