@@ -14,7 +14,10 @@ Then the comparison row: vibe with PureJaxRL's MinAtar settings (relu MLP 64 on 
 image, 64 envs x 128 steps, 4 epochs x 8 minibatches, lr 5e-3 annealed) on Breakout-MinAtar, as
 steps/s after compile divided by vibe's P1 (PPO CartPole, PureJaxRL's settings: `ppo_cartpole`)
 measured in the same process: the anchor (shared/reference/anchors.md) has PureJaxRL itself at
-0.42 of vibe's P1. Figures from different machines differ up to 3x; the ratio does not.
+0.42 of vibe's P1. Each is timed `--repeats` times over `--comparison-steps`, taking turns (on
+MinAtar with the preset too), and the medians of the per-turn ratios are reported: this machine's
+speed drifts by up to 25 % within minutes. Figures from different machines differ up to 3x; the
+ratio does not.
 """
 
 import dataclasses
@@ -60,7 +63,8 @@ class Args:
     steps: int = 0  # env steps of the run (0: the protocol's default); the lr schedule spans them
     eval_every: int = 0  # env steps between greedy evaluations (0: about 20 per run)
     seed: int = 0  # the training seed
-    comparison_steps: int = 262_144  # env steps timed for the comparison row and for P1 (0: skip the row)
+    comparison_steps: int = 262_144  # env steps timed for the preset, the comparison row and P1 (0: skip)
+    repeats: int = 5  # timed runs of the comparison row and of P1, taking turns; medians are reported
     out: str = ""  # JSON output (default bench_results/P7_<protocol>.json), relative to where the command runs
 
 
@@ -102,6 +106,29 @@ def train_and_time(config: TrainConfig, seed: int, eval_every_updates: int, thre
         "seconds_to_threshold": reached,
         "curve": curve,
     }
+
+
+def timed_runs(configs: dict[str, TrainConfig], seed: int, env_steps: int, repeats: int) -> dict[str, list[float]]:
+    """Steps/s after compile of each config over `env_steps`, `repeats` times, the configs taking turns.
+
+    Each run starts from the same initial state with one compiled chunk call; taking turns spreads the
+    machine's drift (up to 25 % within minutes here) over every config alike.
+    """
+    key, runs = jax.random.PRNGKey(seed), {}
+    for name, config in configs.items():
+        algorithm = training.make_algorithm(with_steps(config, env_steps))
+        init = jax.jit(algorithm.init)
+        updates = jnp.int32(algorithm.num_updates)
+        compiled = make_train_chunk(algorithm.train_step).lower(init(key), updates).compile()
+        runs[name] = (compiled, init, updates, algorithm.num_updates * algorithm.steps_per_update)
+    speeds: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(repeats):
+        for name, (compiled, init, updates, steps) in runs.items():
+            state = jax.block_until_ready(init(key))  # a fresh state: the chunk donates its input
+            start = time.perf_counter()
+            jax.block_until_ready(compiled(state, updates))
+            speeds[name].append(steps / (time.perf_counter() - start))
+    return speeds
 
 
 def at_mark(curve: list[dict], mark: int, key: str) -> float | None:
@@ -156,27 +183,34 @@ def main(args: Args) -> None:
     payload: dict[str, Any] = {"protocol": f"P7 {args.protocol}", "args": dataclasses.asdict(args), "preset": preset}
     payload.update({k: v for k, v in result.items()}, returns_at=marks)
     if args.comparison_steps:
-        # Throughput only: no evaluation, the same number of env steps for both, each compiled once.
-        n = args.comparison_steps
+        # Throughput only: no evaluation, the same env steps for both, each compiled once, taking turns.
         mlp_config = TrainConfig(name="purejaxrl_minatar", env="Breakout-MinAtar", algo=PUREJAXRL_MINATAR)
-        mlp = train_and_time(with_steps(mlp_config, n), args.seed, n // PUREJAXRL_MINATAR.steps_per_update, ())
-        p1_config = presets.get("cartpole_ppo")
-        p1 = train_and_time(with_steps(p1_config, n), args.seed, n // PPOConfig().batch_size, ())
-        ratio = mlp["steps_per_second"] / p1["steps_per_second"]
+        # The preset takes turns too on MinAtar (~30 s a turn); on pixel CartPole a turn would take minutes, so its
+        # ratio there uses the long run's steps/s.
+        configs = {"mlp": mlp_config, "p1": presets.get("cartpole_ppo")}
+        if args.protocol == "minatar":
+            configs["preset"] = config
+        speeds = timed_runs(configs, args.seed, args.comparison_steps, args.repeats)
+        ratios = [m / p for m, p in zip(speeds["mlp"], speeds["p1"], strict=True)]
+        preset_speeds = speeds.get("preset", [result["steps_per_second"]] * args.repeats)
+        preset_ratios = [c / p for c, p in zip(preset_speeds, speeds["p1"], strict=True)]
+        mlp, p1, ratio, preset_ratio = (
+            float(np.median(x)) for x in (speeds["mlp"], speeds["p1"], ratios, preset_ratios)
+        )
         payload["comparison"] = {
-            "purejaxrl_settings_steps_per_second": mlp["steps_per_second"],
-            "p1_steps_per_second": p1["steps_per_second"],
+            "purejaxrl_settings_steps_per_second": mlp,
+            "p1_steps_per_second": p1,
             "ratio_to_p1": ratio,
+            "preset_ratio_to_p1": preset_ratio,
+            "runs": {**speeds, "ratio_to_p1": ratios, "preset_ratio_to_p1": preset_ratios},
             "purejaxrl_ratio_to_p1": PUREJAXRL_RATIO,
-            "env_steps": n,
+            "env_steps": args.comparison_steps,
         }
         rows += [
-            ("P1 PPO CartPole steps/s (same session)", f"{p1['steps_per_second']:,.0f}"),
-            ("PureJaxRL MinAtar settings on vibe, steps/s", f"{mlp['steps_per_second']:,.0f}"),
-            (
-                "  ÷ vibe P1 (PureJaxRL itself: 0.42)",
-                f"{ratio:.2f}",
-            ),
+            (f"P1 PPO CartPole steps/s (same process, median of {args.repeats})", f"{p1:,.0f}"),
+            ("PureJaxRL MinAtar settings on vibe, steps/s", f"{mlp:,.0f}"),
+            ("  ÷ vibe P1, median of pairs (PureJaxRL itself: 0.42)", f"{ratio:.2f}"),
+            (f"{preset} steps/s ÷ vibe P1 (median of pairs on MinAtar)", f"{preset_ratio:.3f}"),
         ]
     report.print_table(rows, title=f"P7 {preset}: seed {args.seed}, {steps:,} env steps")
     report.write_json(user_path(args.out or f"bench_results/P7_{args.protocol}.json"), payload)
