@@ -67,6 +67,10 @@ class Args:
     repeats: int = 5  # timed runs of the comparison row and of P1, taking turns; medians are reported
     out: str = ""  # JSON output (default bench_results/P7_<protocol>.json), relative to where the command runs
 
+    def __post_init__(self) -> None:
+        if self.repeats < 1:
+            raise ValueError(f"--repeats must be at least 1 (timed turns of each comparison run), got {self.repeats}")
+
 
 def train_and_time(config: TrainConfig, seed: int, eval_every_updates: int, thresholds: tuple[float, ...]) -> dict:
     """Trains `config` for its run in chunks of `eval_every_updates`, evaluating after each."""
@@ -183,7 +187,7 @@ def main(args: Args) -> None:
     payload: dict[str, Any] = {"protocol": f"P7 {args.protocol}", "args": dataclasses.asdict(args), "preset": preset}
     payload.update({k: v for k, v in result.items()}, returns_at=marks)
     if args.comparison_steps:
-        # Throughput only: no evaluation, the same env steps for both, each compiled once, taking turns.
+        # Throughput only: no evaluation, the same env steps for each, each compiled once, taking turns.
         mlp_config = TrainConfig(name="purejaxrl_minatar", env="Breakout-MinAtar", algo=PUREJAXRL_MINATAR)
         # The preset takes turns too on MinAtar (~30 s a turn); on pixel CartPole a turn would take minutes, so its
         # ratio there uses the long run's steps/s.
