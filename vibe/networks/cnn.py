@@ -38,6 +38,11 @@ Dense, forward / +grad: batch 64, slices 0.43 / 0.81 ms against lax 0.59 / 0.87;
 28.7 / 43.3 against 12.9 / 19.9): the measurement that misleads, since vibe runs no conv outside a
 scan.
 
+When the kernel equals the stride (a ViT-style stem: non-overlapping patches), slices is one
+space-to-depth reshape and transpose instead of ``k·k`` strided copies and a concatenation: the same
+patch matrix, so the same numbers. A 4×4 stride-4 conv + relu + Dense(64) on 512 grayscale 32×64×4
+frames inside a scan: forward 8.1 → 3.0 ms, forward + weight gradient 15.4 → 11.5 ms.
+
 Slices materialise the ``k·k`` shifted copies (the patch matrix ``[b·h_out·w_out, k·k·c_in]``):
 0.9 MiB for 64 MinAtar images, 420 MiB for Nature's first layer at batch 1024; above
 ``SLICES_MAX_BYTES`` auto falls back to lax rather than risk running out of memory.
@@ -110,8 +115,14 @@ def conv_slices(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) 
     h_out = (x.shape[1] - k) // stride + 1
     w_out = (x.shape[2] - k) // stride + 1
     h_end, w_end = stride * (h_out - 1) + 1, stride * (w_out - 1) + 1
-    cols = [x[:, i : i + h_end : stride, j : j + w_end : stride, :] for i in range(k) for j in range(k)]
-    return jnp.concatenate(cols, axis=-1) @ kernel.reshape(k * k * c_in, c_out)
+    if k == stride:  # non-overlapping patches: one space-to-depth transpose instead of k·k strided copies
+        b = x.shape[0]
+        x = x[:, : k * h_out, : k * w_out].reshape(b, h_out, k, w_out, k, c_in)
+        patches = x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h_out, w_out, k * k * c_in)
+    else:
+        cols = [x[:, i : i + h_end : stride, j : j + w_end : stride, :] for i in range(k) for j in range(k)]
+        patches = jnp.concatenate(cols, axis=-1)
+    return patches @ kernel.reshape(k * k * c_in, c_out)
 
 
 IMPLS: dict[str, Callable[[jax.Array, jax.Array, int, Padding], jax.Array]] = {

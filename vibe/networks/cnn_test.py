@@ -17,7 +17,17 @@ from vibe.networks import cnn, encoder
 from vibe.networks.config import MINATAR_CNN, NATURE_CNN, CNNConfig, EncoderConfig
 
 # (kernel, stride, padding) on an odd, non-square image, so SAME's uneven padding and VALID's dropped border show.
-GEOMETRIES = [(3, 1, "SAME"), (3, 1, "VALID"), (3, 2, "SAME"), (4, 3, "VALID"), (4, 2, "SAME"), (2, 3, "SAME")]
+# kernel == stride takes slices' space-to-depth path: SAME pads 11 rows to 12, VALID drops the last 2 rows and column.
+GEOMETRIES = [
+    (3, 1, "SAME"),
+    (3, 1, "VALID"),
+    (3, 2, "SAME"),
+    (4, 3, "VALID"),
+    (4, 2, "SAME"),
+    (2, 3, "SAME"),
+    (4, 4, "SAME"),
+    (3, 3, "VALID"),
+]
 
 
 def _count(params: Any) -> int:
@@ -57,18 +67,23 @@ def test_every_impl_equals_nn_conv_for_same_and_valid_and_strides():
 
 def test_every_impl_has_the_weight_and_input_gradients_of_nn_conv():
     x = np.random.default_rng(1).normal(size=(3, 9, 9, 2)).astype(np.float32)
-    ref = nn.Conv(4, (3, 3), (2, 2))
-    params = _random_like(jax.eval_shape(ref.init, jax.random.PRNGKey(0), x))
 
     def grads(module: nn.Module) -> Any:
         return jax.grad(lambda p, x: jnp.sum(jnp.tanh(module.apply(p, x)) ** 2), argnums=(0, 1))
 
-    want, got = jax.jit(
-        lambda p, x: (grads(ref)(p, x), {i: grads(cnn.Conv(4, 3, 2, "SAME", i))(p, x) for i in cnn.IMPLS})
-    )(params, x)
-    for impl, g in got.items():
-        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(want), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=impl)
+    # 3x3 stride 2 (overlapping patches) and 3x3 stride 3 (slices' space-to-depth path).
+    for kernel, stride in [(3, 2), (3, 3)]:
+        ref = nn.Conv(4, (kernel, kernel), (stride, stride))
+        params = _random_like(jax.eval_shape(ref.init, jax.random.PRNGKey(0), x))
+        want, got = jax.jit(
+            lambda p, x, ref=ref, k=kernel, s=stride: (
+                grads(ref)(p, x),
+                {i: grads(cnn.Conv(4, k, s, "SAME", i))(p, x) for i in cnn.IMPLS},
+            )
+        )(params, x)
+        for impl, g in got.items():
+            for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(want), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=f"{kernel}x{kernel}/{stride} {impl}")
 
 
 def test_minatar_cnn_param_count_and_features():
