@@ -34,7 +34,7 @@ class TrainConfig:
     env: str = "CartPole-v1"
     # Algorithm hyper-parameters; their type picks the algorithm.
     algo: AlgoConfig = dataclasses.field(default_factory=PPOConfig)
-    # Observation wrappers on the plain env (resize, grayscale, invert, frame stack), below training's auto-reset.
+    # Observation wrappers on the plain env (crop, resize, grayscale, invert, frame stack), below training's auto-reset.
     wrappers: WrapperConfig = dataclasses.field(default_factory=WrapperConfig)
     # How the run is driven: directories, seeds, chunking, evaluation. Flags have no prefix.
     runner: Annotated[RunnerConfig, tyro.conf.arg(name="")] = dataclasses.field(default_factory=RunnerConfig)

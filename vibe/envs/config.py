@@ -2,7 +2,7 @@
 
 The config layer composes it into ``TrainConfig.wrappers`` (flags ``--wrappers.frame-stack 4``);
 ``vibe.envs.registry.make(env_id, wrappers)`` applies it to the plain env in a fixed order,
-innermost first: resize → grayscale → invert → frame stack, all below the auto-reset that training adds
+innermost first: crop → resize → grayscale → invert → frame stack, all below the auto-reset that training adds
 (so a stack never holds frames of two episodes). The defaults change nothing.
 """
 
@@ -13,6 +13,8 @@ import dataclasses
 class WrapperConfig:
     """Observation wrappers of an image env, applied in field order (see the module docstring)."""
 
+    # (top, left, height, width) of the window of each image to keep; None keeps the whole image
+    crop: tuple[int, int, int, int] | None = None
     # (height, width) to resize images to with aspect-preserving padding; None keeps the env's size
     resize: tuple[int, int] | None = None
     grayscale: bool = False  # RGB to one luma channel (ITU-R BT.601 weights); needs 3-channel images
@@ -20,6 +22,19 @@ class WrapperConfig:
     frame_stack: int = 1  # observations are the last N frames concatenated on the channel axis (1: off)
 
     def __post_init__(self) -> None:
+        if self.crop is not None:
+            crop = tuple(self.crop)
+            if (
+                len(crop) != 4
+                or any(not isinstance(v, int) or isinstance(v, bool) for v in crop)
+                or min(crop[:2]) < 0
+                or min(crop[2:]) < 1
+            ):
+                raise ValueError(
+                    "WrapperConfig.crop must be four ints (top, left, height, width), top and left >= 0, height and "
+                    f"width >= 1, or None, got {self.crop!r}."
+                )
+            object.__setattr__(self, "crop", crop)
         if self.resize is not None:
             resize = tuple(self.resize)
             if len(resize) != 2 or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in resize):
@@ -39,4 +54,5 @@ class WrapperConfig:
     @property
     def is_identity(self) -> bool:
         """True when no wrapper is applied."""
-        return self.resize is None and not self.grayscale and not self.invert and self.frame_stack == 1
+        plain = not self.grayscale and not self.invert and self.frame_stack == 1
+        return self.crop is None and self.resize is None and plain

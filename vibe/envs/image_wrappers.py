@@ -1,4 +1,5 @@
-"""Pixel-observation wrappers: ``ResizeWithPad``, ``Grayscale``, ``Invert``, ``NormalizeImage``, ``FrameStack``.
+"""Pixel-observation wrappers: ``Crop``, ``ResizeWithPad``, ``Grayscale``, ``Invert``, ``NormalizeImage``,
+``FrameStack``.
 
 Each wraps a single env (as in wrappers.py) and updates ``observation_space``.
 The intended stack, innermost first::
@@ -13,7 +14,7 @@ the step that ended the episode) holds only that episode's frames. Above
 ``AutoReset`` the stack would mix two episodes, so ``FrameStack`` refuses an
 env whose timesteps already carry ``final_obs``.
 
-The stateless wrappers (resize, grayscale, invert, normalise) also map
+The stateless wrappers (crop, resize, grayscale, invert, normalise) also map
 ``info["final_obs"]`` when they find it, so they are correct at either level.
 """
 
@@ -61,6 +62,45 @@ class ObservationWrapper(Wrapper):
     def step(self, key: at.Key, state: Any, action: at.Array, params: Any) -> tuple[Any, TimeStep]:
         state, timestep = self.env.step(key, state, action, params)
         return state, self._map(timestep)
+
+
+@dataclasses.dataclass(frozen=True)
+class Crop(ObservationWrapper):
+    """Keeps the ``[height, width]`` window of each image whose top-left pixel is ``(top, left)``; dtype kept.
+
+    For a region of interest: the rows or columns a camera always sees as background cost a network
+    compute and tell it nothing.
+
+    Attributes:
+        top: first row kept.
+        left: first column kept.
+        height: rows kept.
+        width: columns kept.
+    """
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+    def __post_init__(self) -> None:
+        for field, least in (("top", 0), ("left", 0), ("height", 1), ("width", 1)):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                kind = "a non-negative" if least == 0 else "a positive"
+                raise ValueError(f"Crop.{field} must be {kind} int, got {value!r}.")
+
+    def observe(self, obs: at.Array) -> at.Array:
+        return obs[..., self.top : self.top + self.height, self.left : self.left + self.width, :]
+
+    def observation_space(self, params: Any) -> spaces.Image:
+        space = _image_space(self.env.observation_space(params), "Crop")
+        if self.top + self.height > space.height or self.left + self.width > space.width:
+            raise ValueError(
+                f"Crop rows {self.top}..{self.top + self.height - 1}, columns {self.left}.."
+                f"{self.left + self.width - 1} fall outside the {space.height}x{space.width} image"
+            )
+        return spaces.Image(self.height, self.width, space.channels, space.dtype, low=_float_low(space))
 
 
 @dataclasses.dataclass(frozen=True)

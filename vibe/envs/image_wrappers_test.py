@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vibe.envs import gymnax_env, normalize, pixel_cartpole, spaces, wrappers
-from vibe.envs.image_wrappers import FrameStack, Grayscale, Invert, NormalizeImage, ResizeWithPad
+from vibe.envs.image_wrappers import Crop, FrameStack, Grayscale, Invert, NormalizeImage, ResizeWithPad
 
 C = 3  # RGB channels of PixelCartPole
 
@@ -48,6 +48,25 @@ def test_each_wrapper_alone_matches_its_space():
     resized_floats = ResizeWithPad(NormalizeImage(base), 16, 16)
     assert resized_floats.observation_space(params) == spaces.Image(16, 16, 3, dtype=np.float32)
     _check_obs_match_the_space(resized_floats, params)
+
+
+def test_crop_keeps_the_window_of_every_frame_and_its_final_obs():
+    base, params = pixel_cartpole.make(64, 64)
+    # Rows 16..47 hold the cart and the whole pole at 64x64: the 32x64 render is exactly that window.
+    env = FrameStack(Crop(base, 16, 0, 32, 64), 2)
+    assert env.observation_space(params) == spaces.Image(32, 64, 6)
+    timestep = _check_obs_match_the_space(env, params)
+    full = np.asarray(pixel_cartpole.render(jnp.float32(0.3), jnp.float32(-0.1), 64, 64))
+    window = np.asarray(Crop(base, 16, 0, 32, 64).observe(jnp.asarray(full)))
+    np.testing.assert_array_equal(window, full[16:48])
+    short = pixel_cartpole.render(jnp.float32(0.3), jnp.float32(-0.1), 32, 64)
+    np.testing.assert_array_equal(window, np.asarray(short))
+    assert (full[:16] == 255).all() and (full[48:] == 255).all()  # what the crop drops is background
+    odd = Crop(NormalizeImage(base), 3, 5, 7, 11)  # float images, an odd window, leading batch axes
+    batch = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, size=(2, 64, 64, 3)).astype(np.float32))
+    np.testing.assert_array_equal(np.asarray(odd.observe(batch)), np.asarray(batch)[:, 3:10, 5:16])
+    assert odd.observation_space(params) == spaces.Image(7, 11, 3, dtype=np.float32)
+    assert timestep.obs.shape == (2, 32, 64, 6)
 
 
 def test_normalize_image_endpoints():
@@ -95,6 +114,12 @@ def test_wrappers_refuse_spaces_they_cannot_handle():
         FrameStack(env, 0)
     with pytest.raises(ValueError, match=r"ResizeWithPad\.width must be a positive int"):
         ResizeWithPad(env, 4, 0)
+    with pytest.raises(ValueError, match="Crop needs an env with an Image observation space"):
+        Crop(env, 0, 0, 1, 1).observation_space(params)
+    with pytest.raises(ValueError, match=r"Crop\.top must be a non-negative int, got -1"):
+        Crop(env, -1, 0, 1, 1)
+    with pytest.raises(ValueError, match=r"Crop\.width must be a positive int, got 0"):
+        Crop(env, 0, 0, 1, 0)
 
 
 def test_frame_stack_of_vectors_and_bool_images():

@@ -49,13 +49,16 @@ def make(env_id: str, wrappers: WrapperConfig | None = None) -> tuple[Env, Any]:
 
 
 def apply_wrappers(env: Env, params: Any, config: WrapperConfig) -> Env:
-    """``env`` (plain: no auto-reset) under ``config``'s wrappers, innermost first: resize → grayscale →
+    """``env`` (plain: no auto-reset) under ``config``'s wrappers, innermost first: crop → resize → grayscale →
     invert → frame stack.
 
     Raises:
         ValueError: naming the ``WrapperConfig`` field whose wrapper cannot read the observations.
     """
     steps: list[tuple[str, Callable[[Env], Env]]] = []
+    if config.crop is not None:
+        top, left, height, width = config.crop
+        steps.append(("crop", lambda e: image_wrappers.Crop(e, top, left, height, width)))
     if config.resize is not None:
         height, width = config.resize
         steps.append(("resize", lambda e: image_wrappers.ResizeWithPad(e, height, width)))

@@ -64,3 +64,18 @@ def test_wrappers_apply_in_order_and_name_the_field_that_does_not_fit():
     with pytest.raises(ValueError, match=r"WrapperConfig\.invert must be True or False, got 1"):
         WrapperConfig(invert=1)  # type: ignore[arg-type]
     assert WrapperConfig().is_identity and not WrapperConfig(invert=True).is_identity
+
+
+def test_crop_comes_first_and_a_window_outside_the_image_names_the_field():
+    env, params = registry.make("PixelCartPole-v1", WrapperConfig(crop=(16, 0, 32, 64), resize=(16, 32)))
+    assert isinstance(env, image_wrappers.ResizeWithPad) and isinstance(env.env, image_wrappers.Crop)
+    assert env.observation_space(params) == spaces.Image(16, 32, 3)
+    outside = r"^WrapperConfig\.crop: Crop rows 40\.\.79, columns 0\.\.63 fall outside"
+    with pytest.raises(ValueError, match=outside) as e:
+        registry.make("PixelCartPole-v1", WrapperConfig(crop=(40, 0, 40, 64)))
+    assert str(e.value).endswith("the 64x64 image; change or drop --wrappers.crop for this env")
+    for bad in [(0, 0, 8), (-1, 0, 8, 8), (0, 0, 0, 8), (0, 0, 8, 8.0)]:
+        with pytest.raises(ValueError, match=r"WrapperConfig\.crop must be four ints \(top, left, height, width\)"):
+            WrapperConfig(crop=bad)  # type: ignore[arg-type]
+    assert WrapperConfig(crop=[1, 2, 3, 4]).crop == (1, 2, 3, 4)  # type: ignore[arg-type]
+    assert not WrapperConfig(crop=(0, 0, 8, 8)).is_identity

@@ -60,7 +60,7 @@ def algorithm_from_assets(assets: dict[str, Any], *, where: str) -> Algorithm:
         raise ValueError(f"{where}: algorithm {name!r} has no policy builder; known: {sorted(ALGORITHMS)}")
     config_type, record = ALGORITHMS[name]
     config = serialize.from_json(config_type, assets["config"]["algo"], where=f"{where}: config.algo")
-    # The run's observation wrappers (resize, grayscale, invert, frame stack), when its config stored them.
+    # The run's observation wrappers (crop, resize, grayscale, invert, frame stack), when its config stored them.
     wrappers = serialize.from_json(
         WrapperConfig, assets["config"].get("wrappers", {}), where=f"{where}: config.wrappers"
     )

@@ -10,7 +10,7 @@ prints one line such as::
 
 and, with ``--out FILE``, the same as JSON (``returns``, ``lengths``, ``mean_return``, ...). The env is the
 one the server's metadata names (``env``, which ``create_trained_policy`` sets), under the observation
-wrappers it names (``wrappers``: resize, grayscale, invert, frame stack, as the run trained); ``--env``
+wrappers it names (``wrappers``: crop, resize, grayscale, invert, frame stack, as the run trained); ``--env``
 overrides the id.
 The env steps on this host through jitted ``reset``/``step`` and sends one observation per ``infer`` call
 (``WebsocketClientPolicy``, openpi-client's protocol), episodes one after another; a fixed ``--seed`` gives
