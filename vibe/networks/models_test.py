@@ -19,7 +19,7 @@ PIXEL_CARTPOLE = EncoderConfig(
     activation="relu",
     cnn=CNNConfig(channels=(16, 32), kernel_sizes=(4, 3), strides=(4, 2)),
 )  # pixel_cartpole_ppo's
-PIXELS_64 = jnp.zeros((64, 64, 4), jnp.uint8)
+PIXELS = jnp.zeros((32, 64, 4), jnp.uint8)  # its 32x64 crop, 4 gray frames
 BREAKOUT_CNN = EncoderConfig(
     kind="cnn", hidden_sizes=(64,), activation="relu", cnn=MINATAR_CNN
 )  # breakout_minatar_ppo's
@@ -51,10 +51,10 @@ PRESET_NETWORKS = [
     # The debug preset's 32-32 PPO on CartPole. Actor (4*32+32) + (32*32+32) + (32*2+2) = 160 + 1056 + 66
     # = 1282; critic 160 + 1056 + 33 = 1249. Total 2531.
     ("debug", models.ActorCritic(EncoderConfig(hidden_sizes=(32, 32)), heads.Categorical(2)), (jnp.zeros(4),), 2531),
-    # PixelCartPole at 64x64, grayscale, 4 frames: [64, 64, 4]. Each torso: conv 4x4x4x16 + 16 = 1,040 (stride 4,
-    # to 16x16), conv 3x3x16x32 + 32 = 4,640 (to 8x8), Dense 8*8*32 = 2048 -> 64: 131,136; 136,816 in all. Actor
-    # + 64*2+2 = 136,946; critic + 65 = 136,881. Total 273,827.
-    ("pixel_cartpole_ppo", models.ActorCritic(PIXEL_CARTPOLE, heads.Categorical(2), 3), (PIXELS_64,), 273_827),
+    # PixelCartPole cropped to 32x64, grayscale, 4 frames: [32, 64, 4]. Each torso: conv 4x4x4x16 + 16 = 1,040 (stride
+    # 4, to 8x16), conv 3x3x16x32 + 32 = 4,640 (to 4x8), Dense 4*8*32 = 1024 -> 64: 65,600; 71,280 in all. Actor
+    # + 64*2+2 = 71,410; critic + 65 = 71,345. Total 142,755.
+    ("pixel_cartpole_ppo", models.ActorCritic(PIXEL_CARTPOLE, heads.Categorical(2), 3), (PIXELS,), 142_755),
     # Breakout-MinAtar [10, 10, 4], 3 actions, one torso under both heads (shared_encoder): conv 3x3x4x16 + 16
     # = 592 (SAME, 10x10), Dense 10*10*16 = 1600 -> 64: 102,464; torso 103,056. Policy head 64*3+3 = 195, value
     # head 65. Total 103,316 (separate torsos: 206,372).
