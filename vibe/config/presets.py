@@ -107,7 +107,8 @@ _PRESETS: list[tuple[str, TrainConfig]] = [
     ),
     (
         "PPO with a small CNN on PixelCartPole-v1 (rows 16-47 of its 64x64 frames, grayscale, inverted to a black "
-        "background, 4 stacked), 4 envs, 344k steps: greedy return 500 from 206k steps to the end, in under 2 minutes on 2 cores.",
+        "background, 4 stacked), 4 envs, 344k steps: greedy return 500 from 206k steps to the end, in under 2 "
+        "minutes on 2 cores.",
         TrainConfig(
             name="pixel_cartpole_ppo",
             env="PixelCartPole-v1",
