@@ -10,7 +10,7 @@ a runner can loop it K times inside one jitted, donated function:
   env truncated;
 - the rollout's action noise (Gumbel, or standard normal) is drawn for every
   step in one call before its scan, so no PRNG runs inside the loop;
-- minibatches come from one ``jax.random.permutation`` and a reshape.
+- minibatches come from one shuffle (a sort of random keys) and a reshape.
 
 The action space picks the head once, in ``PPO.make``: ``Categorical`` logits
 for ``Discrete``, a ``Gaussian`` (mean and a learned, state-independent
@@ -273,7 +273,10 @@ def update_epoch(
         ``(params, opt_state, metrics)`` with metrics stacked over minibatches ``[num_minibatches]``.
     """
     config = static.config
-    permutation = jax.random.permutation(key, config.batch_size)
+    # One sort of 32-bit random keys (ties, about 1 in 130 shuffles of 8,192, keep index order).
+    # jax.random.permutation sorts twice to make ties rarer still: 1.15 ms instead of 0.59 per 8,192,
+    # 2.5 % of a train step at PureJaxRL's MinAtar settings (4 epochs).
+    permutation = jnp.argsort(jax.random.bits(key, (config.batch_size,)))
     shape = (config.num_minibatches, config.minibatch_size)
     minibatches = jax.tree.map(lambda x: jnp.take(x, permutation, axis=0).reshape(shape + x.shape[1:]), batch)
     # Shuffle once, then read: unfenced, XLA:CPU fuses the gather into every consumer inside the scan, and an
