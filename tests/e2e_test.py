@@ -53,16 +53,16 @@ SERVER_START_S = 300  # a server's checkpoint restore and warm-up compiles
 SOLVED = 475.0  # CartPole-v1 greedy return that counts as solved
 LOG_TAIL = 3000  # characters of a failed command's log in the failure message
 
-# Pixel PPO: two updates of the Breakout-MinAtar preset's CNN, shrunk. After them seed 3's greedy policy (at lr
-# 2.5e-4 and entropy 0.01; at lr 5e-3, and with seeds 0-2 and 4-6, it takes one action everywhere) takes actions 0
-# and 1 on the evaluation's episodes (checked below), so equal actions are not a constant policy's. Separate
-# actor and critic torsos, as when the seed was chosen (the preset shares one).
+# Pixel PPO: two updates of the Breakout-MinAtar preset's CNN, shrunk. After them seed 4's greedy policy (at lr
+# 2.5e-4 and entropy 0.01; with seeds 0-3 and 5-7 it takes one action everywhere) takes actions 1 and 2 on the
+# evaluation's episodes (checked below), so equal actions are not a constant policy's. Separate actor and critic
+# torsos, as when the seed was chosen (the preset shares one). Re-chosen when PPO's shuffle changed.
 MINATAR = [
     "breakout_minatar_ppo",
     *("--algo.num-envs", "2", "--algo.num-steps", "8", "--algo.total-timesteps", "32"),
     *("--algo.num-minibatches", "2", "--algo.update-epochs", "1", "--algo.lr", "2.5e-4", "--algo.ent-coef", "0.01"),
     *("--algo.encoder.kind", "cnn", "--algo.encoder.hidden-sizes", "16", "--algo.no-shared-encoder"),
-    *("--seed", "3", "--eval-episodes", "0"),
+    *("--seed", "4", "--eval-episodes", "0"),
 ]
 MINATAR_EPISODES, MINATAR_SEED = 8, 1
 

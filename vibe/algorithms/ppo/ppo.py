@@ -4,11 +4,13 @@ One ``train_step`` = one rollout of ``num_steps`` x ``num_envs`` env steps,
 GAE, then ``update_epochs`` passes of ``num_minibatches`` Adam steps. Built so
 a runner can loop it K times inside one jitted, donated function:
 
-- the rollout runs only the policy torso and head; V(obs) and V(next_obs) are
-  computed after it in batched critic passes over all ``[t, n]`` observations;
+- the rollout runs only the policy torso and head; V(obs) is computed after it
+  in one batched critic pass over all ``[t, n]`` observations, and bootstraps
+  reuse it (``bootstrap_values``): V(next_obs) needs its own pass only when an
+  env truncated;
 - the rollout's action noise (Gumbel, or standard normal) is drawn for every
   step in one call before its scan, so no PRNG runs inside the loop;
-- minibatches come from one ``jax.random.permutation`` and a reshape.
+- minibatches come from one shuffle (a sort of random keys) and a reshape.
 
 The action space picks the head once, in ``PPO.make``: ``Categorical`` logits
 for ``Discrete``, a ``Gaussian`` (mean and a learned, state-independent
@@ -109,7 +111,7 @@ class PPO(algorithm.OnlineAlgorithm[PPOConfig]):
         """
         config = self.config
         state, traj, episodes = collect_rollout(self, state)
-        next_values = state_values(self, state.params, traj.next_obs)
+        next_values = bootstrap_values(self, state.params, traj, state.obs)
         advantages, targets = losses.gae(
             traj.reward, traj.value, next_values, traj.terminated, traj.truncated, config.gamma, config.gae_lambda
         )
@@ -179,6 +181,22 @@ def policy_output(static: PPO, params: Any, obs: at.Array) -> heads.Output:
 def state_values(static: PPO, params: Any, obs: at.Array) -> at.Float[at.Array, "..."]:
     """The critic alone: V(obs) for any leading axes, e.g. all ``[t, n]`` observations at once."""
     return cast(at.Array, static.network.apply(params, obs, method="value"))
+
+
+def bootstrap_values(static: PPO, params: Any, traj: Transition, last_obs: at.Array) -> at.Float[at.Array, "t n"]:
+    """V(next_obs) for every ``[t, n]`` step, without a critic pass over ``next_obs`` unless an env truncated.
+
+    Where step ``t`` did not end an episode, its next observation is the one step ``t + 1`` started
+    from (``last_obs`` after the last step), whose value the rollout already has. Where it terminated,
+    GAE multiplies the bootstrap by 0. Only a truncated step needs V(``info["final_obs"]``), so that
+    pass runs only when some env truncated: it was 4 % of a train step at PureJaxRL's MinAtar settings.
+    """
+    following = jnp.concatenate([traj.value[1:], state_values(static, params, last_obs)[None]])
+
+    def with_final_obs() -> at.Array:
+        return jnp.where(traj.truncated, state_values(static, params, traj.next_obs), following)
+
+    return jax.lax.cond(traj.truncated.any(), with_final_obs, lambda: following)
 
 
 def env_action(action_space: spaces.Discrete | spaces.Box, action: at.Array) -> at.Array:
@@ -255,7 +273,10 @@ def update_epoch(
         ``(params, opt_state, metrics)`` with metrics stacked over minibatches ``[num_minibatches]``.
     """
     config = static.config
-    permutation = jax.random.permutation(key, config.batch_size)
+    # One sort of 32-bit random keys (ties, about 1 in 130 shuffles of 8,192, keep index order).
+    # jax.random.permutation sorts twice to make ties rarer still: 1.15 ms instead of 0.59 per 8,192,
+    # 2.5 % of a train step at PureJaxRL's MinAtar settings (4 epochs).
+    permutation = jnp.argsort(jax.random.bits(key, (config.batch_size,)))
     shape = (config.num_minibatches, config.minibatch_size)
     minibatches = jax.tree.map(lambda x: jnp.take(x, permutation, axis=0).reshape(shape + x.shape[1:]), batch)
     # Shuffle once, then read: unfenced, XLA:CPU fuses the gather into every consumer inside the scan, and an

@@ -104,6 +104,23 @@ def test_rollout_next_obs_is_the_final_obs_on_episode_ends():
     np.testing.assert_allclose(traj.log_prob, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("max_steps", [3, 500])
+def test_bootstrap_values_are_the_critic_on_the_true_next_obs(max_steps):
+    # With 3-step episodes every third step truncates and needs V(final_obs); with 500 none does in 6 steps
+    # and no critic pass over next_obs runs. Either way the bootstraps equal V(next_obs) up to rounding.
+    algo = _cartpole(max_steps=max_steps)
+    state = algo.init(jax.random.PRNGKey(0))
+    new_state, traj, _ = jax.jit(lambda s: ppo.collect_rollout(algo, s))(state)
+    assert bool(np.asarray(traj.truncated).any()) == (max_steps == 3)
+    bootstrap = jax.jit(lambda p, t, o: ppo.bootstrap_values(algo, p, t, o))(state.params, traj, new_state.obs)
+    expected = ppo.state_values(algo, state.params, traj.next_obs)
+    np.testing.assert_allclose(bootstrap, expected, rtol=1e-6, atol=1e-7)
+    # A truncated step bootstraps from its final obs, not from the reset obs the next step starts from.
+    if max_steps == 3:
+        reset_values = np.asarray(traj.value[3])
+        assert np.abs(np.asarray(bootstrap[2]) - reset_values).min() > 1e-4
+
+
 def test_train_step_metrics_and_single_trace():
     algo = _cartpole(max_steps=3)
     state = algo.init(jax.random.PRNGKey(0))
