@@ -52,16 +52,17 @@ def greedy_after(preset: str, env_steps: int) -> np.ndarray:
 
 # Read off measured curves (seed 0 unless said; greedy over 32 episodes); each gate trains its first N
 # steps only, so the preset's schedule (and its full run) is unchanged.
-# breakout_minatar_ppo (5M steps, one torso, lr 2.5e-3, entropy 0.03), `train` run: greedy 18.1 / 19.9 / 30.0 /
-# 30.0 after 0.5M / 1M / 1.5M / 2M steps, 86.4 from 2.5M, 86.5 at the end (509 s at 9.8k steps/s). This file's
-# seeding (init from PRNGKey(0)): greedy 9.5 after 262k steps (the P7 bench, seeded alike: 9.6 after 246k).
+# breakout_minatar_ppo (5M steps, one torso, lr 2.5e-3, entropy 0.03), `train` run: greedy 27.5 / 41.2 / 86.7 /
+# 61.8 / 48.9 after 0.5M / 1M / 1.5M / 2M / 2.5M steps, 86.4-86.7 from 3M, 86.5 at the end (373 s at 13.4k steps/s).
+# This file's seeding (init from PRNGKey(0)): greedy 15.8 after 262k steps.
 BREAKOUT_STEPS, BREAKOUT_THRESHOLD = 262_144, 8.0
-# breakout_minatar_ppo_vit: greedy 3.0 / 6.5 / 13.5 / 12.5 / 15.5 after 66k / 131k / 197k / 262k / 524k steps.
+# breakout_minatar_ppo_vit, `train` run: greedy 3.0 / 7.3 / 8.0 / 9.1 / 22.5 after 49k / 98k / 147k / 197k / 524k
+# steps; this file's seeding: 10.5 after 197k.
 VIT_STEPS, VIT_THRESHOLD = 196_608, 5.0
 # pixel_cartpole_ppo (344k steps, 4 envs: rows 16-47 of the 64x64 frames, grayscale, inverted, 4 stacked): greedy
-# 137 / 326 / 481 / 500 after 49k / 98k / 147k / 197k steps and 500 to the end, 112 s of training at ~3.1k steps/s
-# (seed 0; random play scores about 20). Seed 1: 133 / 497 / 500 after 49k / 98k / 147k, 500 to the end; seed 2:
-# 88 / 172 / 480 / 500 after 49k / 98k / 147k / 197k, 500 to the end. The gate is the whole run (~105 s).
+# 121 / 250 / 416 / 500 after 49k / 98k / 147k / 197k steps and 500 to the end, 105 s of training at ~3.3k steps/s
+# (seed 0; random play scores about 20). Seed 1: 156 / 427 / 500 after 49k / 98k / 147k, 500 to the end; seed 2:
+# 97 / 221 / 498 / 500 after 49k / 98k / 147k / 197k, 500 to the end. The gate is the whole run (~105 s).
 PIXEL_THRESHOLD = 400.0
 
 
